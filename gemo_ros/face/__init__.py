@@ -1,0 +1,1 @@
+"""Face model: template mesh, named expression basis, joints and linear blend skinning."""
