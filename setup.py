@@ -29,7 +29,8 @@ setup(
     zip_safe=False,
     maintainer="gemo_ros developers",
     maintainer_email="gemo-ros@example.com",
-    description="Expressive talking 3D Gaussian-splatting face for social robots (GaussianEmoTalker).",
+    description="Expressive talking 3D Gaussian-splatting face for social robots "
+                "(GaussianEmoTalker).",
     license="Apache-2.0",
     tests_require=["pytest"],
     python_requires=">=3.10",

@@ -1,4 +1,4 @@
-"""The `gemo` command: demo, render, a2e, train, eval, bench.
+"""The `gemo` command: demo, render, a2e, train, eval.
 
 Each subcommand lives in its own module exposing ``configure(parser)`` and
 ``run(args) -> int``; this file only routes, so importing it stays cheap.
@@ -11,12 +11,14 @@ from typing import List, Optional
 
 #: command -> module, or command -> {subcommand -> module}
 COMMANDS = {
-    "demo": ("gemo_ros.commands.demo", "run the node over DDS on a bundled clip and record out/demo.mp4"),
+    "demo": ("gemo_ros.commands.demo",
+             "run the node over DDS on a bundled clip and record out/demo.mp4"),
     "render": ("gemo_ros.commands.render", "render a still PNG or an MP4 from audio, without ROS"),
     "a2e": ("gemo_ros.commands.a2e", "audio -> per-frame expression coefficients (CSV)"),
     "train": {
         "a2e": ("gemo_ros.train.a2e", "train the audio-to-expression model"),
-        "stage1": ("gemo_ros.train.stage1", "fit a Gaussian blendshape avatar to a person's frames"),
+        "stage1": ("gemo_ros.train.stage1",
+                   "fit a Gaussian blendshape avatar to a person's frames"),
         "stage2": ("gemo_ros.train.stage2", "train the emotion residual module"),
     },
     "eval": {
