@@ -1,0 +1,307 @@
+"""Message <-> numpy conversions and the ``/emotion`` command grammar.
+
+Audio: ``AudioData.data`` (raw interleaved PCM bytes) -> mono float32 samples in [-1, 1].
+Images: ``uint8 [H, W, 3]`` RGB -> ``sensor_msgs/Image`` (rgb8) or ``CompressedImage`` (JPEG).
+Emotion commands: ``happy``, ``happy 0.7``, ``happy:3`` (paper level 1/2/3), ``happy:0.7``,
+an optional transition time in seconds as a last token (``happy 0.7 1.5``), or JSON
+``{"emotion": "happy", "intensity": 0.7, "transition": 0.5}``.
+
+The ROS message modules are imported inside the functions that build messages, so the
+audio and command parts work (and are tested) without ROS.
+"""
+
+import array
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+
+from gemo_ros.emotions import EMOTIONS, LEVELS, canonical_emotion
+
+#: sample format name -> (numpy dtype, scale to [-1, 1], zero offset)
+SAMPLE_FORMATS = {
+    "S16LE": (np.dtype("<i2"), 1.0 / 32768.0, 0.0),
+    "S32LE": (np.dtype("<i4"), 1.0 / 2147483648.0, 0.0),
+    "F32LE": (np.dtype("<f4"), 1.0, 0.0),
+    "U8": (np.dtype("u1"), 1.0 / 128.0, 128.0),
+}
+#: Spellings of the same formats used by GStreamer / audio_common.
+FORMAT_ALIASES = {"S16": "S16LE", "S32": "S32LE", "F32": "F32LE", "FLOAT32": "F32LE",
+                  "PCM_16": "S16LE", "PCM_S16LE": "S16LE", "UINT8": "U8"}
+#: Coding formats that carry raw PCM (AudioInfo.coding_format).
+RAW_CODINGS = ("", "wave", "wav", "pcm", "raw", "audio/x-raw")
+AUDIO_CAPTURE_HINT = (
+    "configure audio_capture to publish raw PCM: format:=wave sample_format:=S16LE "
+    "(e.g. `ros2 launch audio_capture capture.launch.xml format:=wave`)"
+)
+
+
+class AudioFormatError(ValueError):
+    """Audio bytes or format settings that cannot be turned into PCM samples."""
+
+
+def normalise_sample_format(sample_format: str) -> str:
+    """Return the canonical name (``S16LE``, ``S32LE``, ``F32LE``, ``U8``) of a sample format.
+
+    Raises AudioFormatError naming the supported formats.
+    """
+    key = str(sample_format).strip().upper()
+    key = FORMAT_ALIASES.get(key, key)
+    if key not in SAMPLE_FORMATS:
+        raise AudioFormatError(
+            f"unsupported sample_format {sample_format!r}; supported: "
+            f"{', '.join(SAMPLE_FORMATS)}")
+    return key
+
+
+def check_coding_format(coding_format: str) -> None:
+    """Raise AudioFormatError unless ``coding_format`` is raw PCM (wave).
+
+    Compressed streams (mp3, opus, ...) are not decoded here; the message says how to get raw
+    PCM from ``audio_capture``.
+    """
+    if str(coding_format).strip().lower() not in RAW_CODINGS:
+        raise AudioFormatError(
+            f"coding_format {coding_format!r} is not supported (only raw PCM/wave); "
+            + AUDIO_CAPTURE_HINT)
+
+
+def pcm_from_bytes(data: Any, sample_format: str = "S16LE",
+                   channels: int = 1) -> Tuple[np.ndarray, int]:
+    """Convert interleaved PCM bytes to mono float32 samples with one copy.
+
+    Args:
+        data: bytes-like (``bytes``, ``array.array('B')`` from ``AudioData.data``, numpy).
+        sample_format: ``S16LE``, ``S32LE``, ``F32LE`` or ``U8`` (aliases accepted).
+        channels: interleaved channel count >= 1; channels are averaged to mono.
+
+    Returns:
+        ``(samples[S] float32 in [-1, 1], dropped_bytes)`` where ``dropped_bytes`` counts a
+        trailing partial frame that was ignored (odd byte counts). Non-finite float samples
+        become 0 and values are clipped to [-1, 1].
+
+    Raises:
+        AudioFormatError: unknown format or channels < 1.
+    """
+    fmt = normalise_sample_format(sample_format)
+    channels = int(channels)
+    if channels < 1:
+        raise AudioFormatError(f"channels must be >= 1, got {channels}")
+    dtype, scale, offset = SAMPLE_FORMATS[fmt]
+    buf = memoryview(data).cast("B")
+    frame_bytes = dtype.itemsize * channels
+    usable = (len(buf) // frame_bytes) * frame_bytes
+    raw = np.frombuffer(buf[:usable], dtype=dtype)  # a view, no copy
+    if channels == 1:
+        out = raw.astype(np.float32)  # the one copy
+    else:
+        out = raw.reshape(-1, channels).sum(axis=1, dtype=np.float32)  # the one copy
+        offset *= channels
+        scale /= channels
+    if offset:
+        out -= offset
+    out *= scale
+    if fmt == "F32LE":
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+        np.clip(out, -1.0, 1.0, out=out)
+    return out, len(buf) - usable
+
+
+def bytes_from_pcm(samples: np.ndarray, sample_format: str = "S16LE") -> bytes:
+    """Encode float samples in [-1, 1] as PCM bytes (the inverse of :func:`pcm_from_bytes`)."""
+    fmt = normalise_sample_format(sample_format)
+    dtype, scale, offset = SAMPLE_FORMATS[fmt]
+    x = np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0)
+    if fmt == "F32LE":
+        return x.astype(dtype).tobytes()
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + offset), info.min, info.max).astype(dtype).tobytes()
+
+
+# --- images -------------------------------------------------------------------------------------
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected uint8 [H, W, 3], got {rgb.dtype} {list(rgb.shape)}")
+    return np.ascontiguousarray(rgb)
+
+
+def _byte_array(buf: Any) -> array.array:
+    # rclpy keeps an array('B') as is; any other sequence is checked element by element.
+    out = array.array("B")
+    out.frombytes(memoryview(buf).cast("B"))
+    return out
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "face") -> Any:
+    """Build a ``sensor_msgs/Image`` (rgb8) from ``uint8 [H, W, 3]`` with one copy.
+
+    ``stamp_ns`` is the header stamp in integer nanoseconds (the playback time shown).
+    """
+    from sensor_msgs.msg import Image
+
+    rgb = _check_rgb(rgb)
+    msg = Image()
+    _set_header(msg.header, stamp_ns, frame_id)
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = msg.width * 3
+    msg.data = _byte_array(rgb)
+    return msg
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
+    """Encode ``uint8 [H, W, 3]`` RGB as JPEG bytes (pillow)."""
+    from PIL import Image as PILImage
+
+    out = io.BytesIO()
+    PILImage.fromarray(_check_rgb(rgb), "RGB").save(out, format="JPEG", quality=int(quality))
+    return out.getvalue()
+
+
+def compressed_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "face",
+                         quality: int = 85) -> Any:
+    """Build a ``sensor_msgs/CompressedImage`` (format ``rgb8; jpeg compressed bgr8``)."""
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage()
+    _set_header(msg.header, stamp_ns, frame_id)
+    # image_transport's compressed plugin names the format this way.
+    msg.format = "rgb8; jpeg compressed bgr8"
+    msg.data = _byte_array(jpeg_bytes(rgb, quality))
+    return msg
+
+
+def image_from_msg(msg: Any) -> np.ndarray:
+    """Return ``uint8 [H, W, 3]`` RGB from an rgb8/bgr8 ``sensor_msgs/Image`` (a view when rgb8)."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"unsupported image encoding {msg.encoding!r} (rgb8/bgr8 only)")
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+    img = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
+    return img[:, :, ::-1] if msg.encoding == "bgr8" else img
+
+
+def _set_header(header: Any, stamp_ns: int, frame_id: str) -> None:
+    stamp_ns = max(int(stamp_ns), 0)
+    header.stamp.sec = stamp_ns // 1_000_000_000
+    header.stamp.nanosec = stamp_ns % 1_000_000_000
+    header.frame_id = str(frame_id)
+
+
+def stamp_to_s(stamp: Any) -> float:
+    """Return a ``builtin_interfaces/Time`` as float seconds."""
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+# --- /emotion grammar ----------------------------------------------------------------------------
+
+@dataclass
+class EmotionCommand:
+    """A parsed ``/emotion`` command.
+
+    ``intensity`` in [0, 1] and ``transition_s`` (seconds, >= 0) are None when the command
+    did not give them (the node's defaults apply). ``warnings`` lists what was corrected.
+    """
+
+    emotion: str
+    intensity: Optional[float] = None
+    transition_s: Optional[float] = None
+    warnings: List[str] = field(default_factory=list)
+
+
+def _number(value: Any, what: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return x
+
+
+def _level_or_intensity(token: str, cmd: EmotionCommand) -> float:
+    """``happy:3`` is level 3 (= 1.0); ``happy:0.7`` is an intensity."""
+    if token.strip().isdigit():
+        level = int(token)
+        if level not in LEVELS:
+            raise ValueError(f"level must be 1, 2 or 3, got {level}")
+        return LEVELS[level]
+    return _clamped_intensity(_number(token, "intensity"), cmd)
+
+
+def _clamped_intensity(x: float, cmd: EmotionCommand) -> float:
+    if x < 0.0 or x > 1.0:
+        clamped = min(max(x, 0.0), 1.0)
+        cmd.warnings.append(f"intensity {x:g} out of [0, 1], clamped to {clamped:g}")
+        return clamped
+    return x
+
+
+def _transition(x: float, cmd: EmotionCommand) -> float:
+    if x < 0.0:
+        cmd.warnings.append(f"transition {x:g} s is negative, using 0")
+        return 0.0
+    return x
+
+
+def parse_emotion_command(text: str) -> EmotionCommand:
+    """Parse one ``/emotion`` string.
+
+    Accepted: ``happy``; ``happy 0.7``; ``happy:3`` (level 1/2/3 -> 1/3, 2/3, 1);
+    ``happy:0.7``; an optional transition in seconds as the last token (``happy 0.7 1.5``,
+    ``happy:2 0.5``); JSON ``{"emotion": "happy", "intensity": 0.7, "transition": 0.5}``
+    (``level`` and ``transition_s`` also accepted). Names are case-insensitive, aliases per
+    :mod:`gemo_ros.emotions`. Out-of-range intensities are clamped (with a warning).
+
+    Raises ValueError with a message naming the problem (and the valid emotions).
+    """
+    text = str(text).strip()
+    if not text:
+        raise ValueError(f"empty emotion command; expected one of: {', '.join(EMOTIONS)}")
+    if text.startswith("{"):
+        return _parse_json(text)
+    tokens = text.replace(",", " ").split()
+    head, _, level = tokens[0].partition(":")
+    cmd = EmotionCommand(emotion=canonical_emotion(head))
+    rest = tokens[1:]
+    if level:
+        cmd.intensity = _level_or_intensity(level, cmd)
+        if len(rest) > 1:
+            raise ValueError(f"too many values in {text!r}; expected 'name:level [transition]'")
+        if rest:
+            cmd.transition_s = _transition(_number(rest[0], "transition"), cmd)
+        return cmd
+    if len(rest) > 2:
+        raise ValueError(f"too many values in {text!r}; expected 'name [intensity [transition]]'")
+    if rest:
+        cmd.intensity = _clamped_intensity(_number(rest[0], "intensity"), cmd)
+    if len(rest) == 2:
+        cmd.transition_s = _transition(_number(rest[1], "transition"), cmd)
+    return cmd
+
+
+def _parse_json(text: str) -> EmotionCommand:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON emotion command ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(obj, dict) or "emotion" not in obj:
+        raise ValueError('JSON emotion command needs an "emotion" key, e.g. '
+                         '{"emotion": "happy", "intensity": 0.7, "transition": 0.5}')
+    cmd = EmotionCommand(emotion=canonical_emotion(str(obj["emotion"])))
+    if obj.get("intensity") is not None:
+        cmd.intensity = _clamped_intensity(_number(obj["intensity"], "intensity"), cmd)
+    elif obj.get("level") is not None:
+        cmd.intensity = _level_or_intensity(str(obj["level"]), cmd)
+    trans = obj.get("transition", obj.get("transition_s"))
+    if trans is not None:
+        cmd.transition_s = _transition(_number(trans, "transition"), cmd)
+    unknown = sorted(set(obj) - {"emotion", "intensity", "level", "transition", "transition_s"})
+    if unknown:
+        cmd.warnings.append(f"ignored unknown keys {unknown}")
+    return cmd

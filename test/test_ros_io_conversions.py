@@ -1,0 +1,184 @@
+"""Specifications of gemo_ros.ros_io: audio bytes, images and the /emotion grammar."""
+
+import array
+import json
+
+import numpy as np
+import pytest
+
+from gemo_ros import ros_io
+from gemo_ros.emotions import LEVELS
+
+
+def test_s16le_mono_bytes_become_float32_in_unit_range():
+    ints = np.array([0, 16384, -32768, 32767], dtype="<i2")
+    out, dropped = ros_io.pcm_from_bytes(ints.tobytes(), "S16LE", 1)
+    assert out.dtype == np.float32 and dropped == 0
+    np.testing.assert_allclose(out, [0.0, 0.5, -1.0, 32767 / 32768], atol=1e-7)
+
+
+def test_audio_data_array_of_bytes_is_accepted():
+    ints = np.array([1000, -1000], dtype="<i2")
+    data = array.array("B", ints.tobytes())
+    out, _ = ros_io.pcm_from_bytes(data, "S16LE")
+    np.testing.assert_allclose(out, ints / 32768.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("fmt", ["S16LE", "S32LE", "F32LE", "U8"])
+def test_every_format_round_trips_through_bytes(fmt):
+    x = np.linspace(-0.9, 0.9, 37).astype(np.float32)
+    out, dropped = ros_io.pcm_from_bytes(ros_io.bytes_from_pcm(x, fmt), fmt)
+    tol = 1 / 100 if fmt == "U8" else 1e-4
+    np.testing.assert_allclose(out, x, atol=tol)
+    assert dropped == 0
+
+
+def test_stereo_is_averaged_to_mono():
+    left = np.full(10, 0.5)
+    right = np.full(10, -0.25)
+    inter = np.stack([left, right], axis=1).reshape(-1)
+    out, _ = ros_io.pcm_from_bytes(ros_io.bytes_from_pcm(inter, "S16LE"), "S16LE", channels=2)
+    assert out.shape == (10,)
+    np.testing.assert_allclose(out, 0.125, atol=1e-4)
+
+
+def test_stereo_u8_silence_is_zero():
+    out, _ = ros_io.pcm_from_bytes(bytes([128] * 8), "U8", channels=2)
+    np.testing.assert_allclose(out, 0.0)
+
+
+def test_odd_byte_count_drops_the_partial_frame_and_reports_it():
+    data = np.array([100, 200, 300], dtype="<i2").tobytes() + b"\x01"
+    out, dropped = ros_io.pcm_from_bytes(data, "S16LE")
+    assert out.shape == (3,) and dropped == 1
+
+
+def test_empty_bytes_give_no_samples():
+    out, dropped = ros_io.pcm_from_bytes(b"", "S16LE")
+    assert out.shape == (0,) and dropped == 0
+
+
+def test_float_nan_and_inf_are_sanitised():
+    x = np.array([np.nan, np.inf, -np.inf, 0.25, 3.0], dtype="<f4")
+    out, _ = ros_io.pcm_from_bytes(x.tobytes(), "F32LE")
+    np.testing.assert_allclose(out, [0.0, 1.0, -1.0, 0.25, 1.0])
+
+
+def test_unknown_sample_format_names_the_supported_ones():
+    with pytest.raises(ros_io.AudioFormatError, match="S16LE"):
+        ros_io.pcm_from_bytes(b"\x00\x00", "S24BE")
+
+
+def test_mp3_coding_explains_how_to_get_wave():
+    with pytest.raises(ros_io.AudioFormatError, match="audio_capture.*wave"):
+        ros_io.check_coding_format("mp3")
+    ros_io.check_coding_format("wave")
+    ros_io.check_coding_format("")
+
+
+def test_format_aliases_are_accepted():
+    assert ros_io.normalise_sample_format("s16") == "S16LE"
+    assert ros_io.normalise_sample_format("f32le") == "F32LE"
+
+
+def test_zero_channels_is_an_error():
+    with pytest.raises(ros_io.AudioFormatError, match="channels"):
+        ros_io.pcm_from_bytes(b"\x00\x00", "S16LE", channels=0)
+
+
+def test_plain_emotion_name_leaves_intensity_to_the_default():
+    cmd = ros_io.parse_emotion_command("Happy")
+    assert (cmd.emotion, cmd.intensity, cmd.transition_s) == ("happy", None, None)
+
+
+def test_name_and_intensity():
+    cmd = ros_io.parse_emotion_command("sad 0.7")
+    assert (cmd.emotion, cmd.intensity) == ("sad", pytest.approx(0.7))
+
+
+def test_colon_integer_is_a_paper_level():
+    for level, value in LEVELS.items():
+        assert ros_io.parse_emotion_command(f"angry:{level}").intensity == pytest.approx(value)
+
+
+def test_colon_float_is_an_intensity():
+    assert ros_io.parse_emotion_command("happy:0.4").intensity == pytest.approx(0.4)
+
+
+def test_trailing_number_is_the_transition_time():
+    cmd = ros_io.parse_emotion_command("fear 0.5 2.0")
+    assert cmd.transition_s == pytest.approx(2.0)
+    assert ros_io.parse_emotion_command("fear:2 1.5").transition_s == pytest.approx(1.5)
+
+
+def test_aliases_map_to_canonical_names():
+    assert ros_io.parse_emotion_command("surprise").emotion == "surprised"
+    assert ros_io.parse_emotion_command("anger 1").emotion == "angry"
+
+
+def test_json_command():
+    cmd = ros_io.parse_emotion_command(
+        json.dumps({"emotion": "disgust", "intensity": 0.3, "transition": 0.5}))
+    assert (cmd.emotion, cmd.intensity, cmd.transition_s) == ("disgusted", 0.3, 0.5)
+
+
+def test_json_level():
+    cmd = ros_io.parse_emotion_command('{"emotion": "sad", "level": 2}')
+    assert cmd.intensity == pytest.approx(2 / 3)
+
+
+def test_out_of_range_intensity_is_clamped_with_a_warning():
+    cmd = ros_io.parse_emotion_command("happy 1.8")
+    assert cmd.intensity == 1.0 and "clamped" in cmd.warnings[0]
+    cmd = ros_io.parse_emotion_command('{"emotion": "happy", "intensity": -2}')
+    assert cmd.intensity == 0.0 and cmd.warnings
+
+
+def test_unknown_emotion_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="neutral, happy, sad"):
+        ros_io.parse_emotion_command("ecstatic 0.5")
+
+
+def test_invalid_json_is_a_clear_error():
+    with pytest.raises(ValueError, match="invalid JSON"):
+        ros_io.parse_emotion_command('{"emotion": "happy",')
+
+
+def test_json_without_emotion_key_is_an_error():
+    with pytest.raises(ValueError, match='"emotion"'):
+        ros_io.parse_emotion_command('{"intensity": 0.5}')
+
+
+@pytest.mark.parametrize("text", ["", "   ", "happy nan", "happy 0.5 1 2", "happy:7", "sad abc"])
+def test_malformed_commands_raise_value_error(text):
+    with pytest.raises(ValueError):
+        ros_io.parse_emotion_command(text)
+
+
+def test_image_message_is_rgb8_with_the_given_stamp():
+    pytest.importorskip("sensor_msgs.msg")
+    rgb = np.random.default_rng(0).integers(0, 255, (6, 5, 3), dtype=np.uint8)
+    msg = ros_io.image_msg(rgb, stamp_ns=3_250_000_000, frame_id="panel")
+    assert (msg.height, msg.width, msg.step, msg.encoding) == (6, 5, 15, "rgb8")
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (3, 250_000_000)
+    assert msg.header.frame_id == "panel"
+    np.testing.assert_array_equal(ros_io.image_from_msg(msg), rgb)
+
+
+def test_compressed_message_holds_a_decodable_jpeg():
+    pytest.importorskip("sensor_msgs.msg")
+    import io
+
+    from PIL import Image
+
+    rgb = np.zeros((16, 24, 3), dtype=np.uint8)
+    rgb[:, :, 0] = 200
+    msg = ros_io.compressed_image_msg(rgb, 0, quality=90)
+    assert "jpeg" in msg.format
+    back = np.asarray(Image.open(io.BytesIO(bytes(msg.data))))
+    assert back.shape == (16, 24, 3) and abs(int(back[..., 0].mean()) - 200) < 4
+
+
+def test_image_rejects_wrong_shape():
+    with pytest.raises(ValueError, match="uint8"):
+        ros_io.jpeg_bytes(np.zeros((4, 4), dtype=np.uint8))
