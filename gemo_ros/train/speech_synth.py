@@ -1,0 +1,232 @@
+"""Synthetic speech with exact phoneme timings from libespeak-ng (ctypes, no subprocess).
+
+libespeak-ng reports a *phoneme event* for every phone it speaks, carrying the phone's
+position in the output audio. That gives free ground-truth timing for training the
+audio-to-expression model. The library comes from the PyPI package ``espeakng-loader``
+(or a system ``libespeak-ng.so.1``).
+
+libespeak-ng keeps global state, so one process holds one engine; :func:`synthesize` takes a
+lock and is safe to call from threads (but not in parallel). Use processes for parallelism.
+"""
+
+import ctypes
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# espeak_AUDIO_OUTPUT / init options / event types / parameters (speak_lib.h).
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INIT_PHONEME_EVENTS = 0x0001
+_INIT_DONT_EXIT = 0x8000
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+_EVENT_PHONEME = 7
+_PARAM_RATE = 1
+_PARAM_VOLUME = 2
+_PARAM_PITCH = 3
+_PARAM_RANGE = 4
+_PARAM_WORDGAP = 7
+_CHARS_UTF8 = 1
+_POS_CHARACTER = 1
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p),
+                ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),   # milliseconds from the start of the Synth call
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                             ctypes.POINTER(_Event))
+
+#: English espeak voices (language part); combine with a variant as ``"en-us+f3"``.
+ENGLISH_LANGUAGES: Tuple[str, ...] = (
+    "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
+    "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+)
+
+
+@dataclass
+class Phone:
+    """One spoken phone: espeak mnemonic and its time span in the audio (seconds)."""
+
+    name: str
+    start: float
+    end: float
+
+
+@dataclass
+class Utterance:
+    """Synthesised speech: float32 mono samples in [-1, 1] and the phone timeline."""
+
+    audio: np.ndarray
+    sample_rate: int
+    phones: List[Phone] = field(default_factory=list)
+    words: List[float] = field(default_factory=list)  # word onset times, seconds
+    text: str = ""
+    voice: str = ""
+
+
+class _Engine:
+    """The process-wide libespeak-ng instance."""
+
+    def __init__(self) -> None:
+        self.lib = _load_library()
+        data = _data_path()
+        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200,
+                                          data.encode() if data else None,
+                                          _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT)
+        if rate <= 0:
+            raise RuntimeError(f"espeak_Initialize failed (data path {data!r})")
+        self.sample_rate = int(rate)
+        self.lock = threading.Lock()
+        self._chunks: List[np.ndarray] = []
+        self._events: List[Tuple[int, str, int]] = []
+        self._callback = _CALLBACK(self._on_synth)  # keep a reference: C holds the pointer
+        self.lib.espeak_SetSynthCallback(self._callback)
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
+                                          ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+                                          ctypes.c_void_p, ctypes.c_void_p]
+
+    def _on_synth(self, wav, numsamples, events) -> int:
+        if numsamples > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            ev = events[i]
+            if ev.type == _EVENT_PHONEME:
+                raw = bytes(ev.id.string).split(b"\0", 1)[0]
+                self._events.append((ev.type, raw.decode("utf-8", "replace"), ev.audio_position))
+            elif ev.type == _EVENT_WORD:
+                self._events.append((ev.type, "", ev.audio_position))
+            i += 1
+        return 0
+
+    def synth(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int,
+              volume: int, word_gap: int) -> Utterance:
+        with self.lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"espeak-ng has no voice {voice!r}")
+            for param, value in ((_PARAM_RATE, rate), (_PARAM_PITCH, pitch),
+                                 (_PARAM_RANGE, pitch_range), (_PARAM_VOLUME, volume),
+                                 (_PARAM_WORDGAP, word_gap)):
+                self.lib.espeak_SetParameter(param, int(value), 0)
+            self._chunks, self._events = [], []
+            data = text.encode("utf-8") + b"\0"
+            err = self.lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8,
+                                        None, None)
+            if err != 0:
+                raise RuntimeError(f"espeak_Synth failed with code {err}")
+            self.lib.espeak_Synchronize()
+            pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+            events = list(self._events)
+        audio = pcm.astype(np.float32) / 32768.0
+        return Utterance(audio=audio, sample_rate=self.sample_rate,
+                         phones=_events_to_phones(events, len(audio) / self.sample_rate),
+                         words=[ms / 1000.0 for t, _, ms in events if t == _EVENT_WORD],
+                         text=text, voice=voice)
+
+
+def _events_to_phones(events: Sequence[Tuple[int, str, int]], duration: float) -> List[Phone]:
+    """Turn phoneme onset events (ms) into phones with start/end times (s)."""
+    onsets = [(name, ms / 1000.0) for t, name, ms in events if t == _EVENT_PHONEME]
+    phones: List[Phone] = []
+    for i, (name, start) in enumerate(onsets):
+        end = onsets[i + 1][1] if i + 1 < len(onsets) else duration
+        if end > start and name:
+            phones.append(Phone(name=name, start=start, end=min(end, duration)))
+    return phones
+
+
+def _data_path() -> Optional[str]:
+    try:
+        import espeakng_loader
+        return espeakng_loader.get_data_path()
+    except ImportError:
+        return None
+
+
+def _load_library() -> ctypes.CDLL:
+    candidates = []
+    try:
+        import espeakng_loader
+        candidates.append(espeakng_loader.get_library_path())
+    except ImportError:
+        pass
+    candidates += ["libespeak-ng.so.1", "libespeak-ng.so"]
+    for path in candidates:
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    raise RuntimeError("libespeak-ng not found: pip install espeakng-loader "
+                       "(or apt install libespeak-ng1)")
+
+
+_ENGINE: Optional[_Engine] = None
+_ENGINE_PID = -1
+
+
+def _engine() -> _Engine:
+    global _ENGINE, _ENGINE_PID
+    if _ENGINE is None or _ENGINE_PID != os.getpid():
+        _ENGINE = _Engine()
+        _ENGINE_PID = os.getpid()
+    return _ENGINE
+
+
+def synthesize(text: str, voice: str = "en-us", rate: int = 170, pitch: int = 50,
+               pitch_range: int = 50, volume: int = 100, word_gap: int = 0) -> Utterance:
+    """Speak ``text`` with libespeak-ng and return the audio and phone timeline.
+
+    Args:
+        text: UTF-8 text; punctuation gives pauses.
+        voice: espeak voice name, optionally with a variant (``"en-us+f3"``).
+        rate: words per minute (80..450).
+        pitch: base pitch 0..100; pitch_range: intonation range 0..100.
+        volume: amplitude 0..200 (100 = normal).
+        word_gap: extra pause between words in units of 10 ms.
+
+    Returns:
+        :class:`Utterance` with ``audio[S]`` float32 at ``sample_rate`` (22050 Hz for the
+        bundled voices) and ``phones`` (espeak mnemonics, e.g. ``p``, ``aI``, ``_:``).
+    """
+    if not text or not text.strip():
+        raise ValueError("synthesize: empty text")
+    return _engine().synth(text, voice, rate, pitch, pitch_range, volume, word_gap)
+
+
+def sample_rate() -> int:
+    """Return the output sample rate of libespeak-ng in Hz."""
+    return _engine().sample_rate
+
+
+def list_variants() -> List[str]:
+    """Return the voice variant names shipped with espeak-ng (``m1``, ``f3``, ...)."""
+    data = _data_path()
+    if not data:
+        return []
+    path = os.path.join(data, "voices", "!v")
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
