@@ -1,0 +1,179 @@
+"""Specifications of the emotion residual module (synthetic tensors, no avatar needed)."""
+
+import pytest
+import torch
+
+from gemo_ros.avatar.residual import (EmotionResidual, ResidualConfig, build_binding,
+                                      load_residual, positional_encoding)
+from gemo_ros.emotions import EMOTIONS, emotion_index
+
+DIMS = {"xyz": 3, "rotation": 4, "scale": 3, "color": 3, "opacity": 1}
+
+
+def make(n: int = 300, b: int = 2, feature_dim: int = 16, window: int = 5, seed: int = 0,
+         **cfg):
+    """Return a small module and matching random inputs."""
+    torch.manual_seed(seed)
+    config = ResidualConfig(attribute_dims=dict(DIMS), feature_dim=feature_dim, dim=32, heads=4,
+                            num_clusters=cfg.pop("num_clusters", 32), **cfg)
+    model = EmotionResidual(config)
+    canonical = torch.randn(n, 3) * 0.1
+    disp = torch.randn(b, n, 3) * 0.004
+    audio = torch.randn(b, window, feature_dim)
+    return model, canonical, disp, audio
+
+
+def total_norm(offsets):
+    return sum(float(v.detach().norm()) for v in offsets.values())
+
+
+def test_offsets_are_exactly_zero_at_intensity_zero():
+    model, canonical, disp, audio = make()
+    out = model(disp, canonical, audio, torch.tensor([1, 6]), torch.tensor([0.0, 0.0]))
+    for value in out.values():
+        assert torch.equal(value, torch.zeros_like(value))
+
+
+def test_offsets_are_exactly_zero_for_neutral_at_any_intensity():
+    model, canonical, disp, audio = make()
+    out = model(disp, canonical, audio, torch.tensor([0, 0]), torch.tensor([1.0, 0.5]))
+    for value in out.values():
+        assert torch.equal(value, torch.zeros_like(value))
+
+
+def test_zero_gate_is_per_frame_in_a_batch():
+    model, canonical, disp, audio = make()
+    out = model(disp, canonical, audio, torch.tensor([0, 2]), torch.tensor([1.0, 1.0]))
+    assert torch.equal(out["color"][0], torch.zeros_like(out["color"][0]))
+    assert out["color"][1].abs().sum() > 0
+
+
+def test_offsets_grow_with_intensity():
+    model, canonical, disp, audio = make(b=1)
+    emotion = torch.tensor([emotion_index("angry")])
+    norms = []
+    for level in (0.1, 0.3, 0.5, 0.7, 0.9, 1.0):
+        # The mesh displacement also grows with intensity in the real pipeline.
+        out = model(disp * level, canonical, audio, emotion, torch.tensor([level]))
+        norms.append(total_norm(out))
+    assert all(a < b for a, b in zip(norms, norms[1:])), norms
+
+
+def test_output_has_one_entry_per_attribute_with_its_width():
+    model, canonical, disp, audio = make(b=3, n=77)
+    out = model(disp[:1].expand(3, -1, -1), canonical, audio[:1].expand(3, -1, -1),
+                torch.tensor([1, 2, 3]), torch.tensor([0.2, 0.5, 1.0]))
+    assert list(out) == list(DIMS)
+    for name, width in DIMS.items():
+        assert out[name].shape == (3, 77, width)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 31, 32, 33, 1000])
+def test_shapes_hold_for_any_gaussian_count(n):
+    model, canonical, disp, audio = make(n=n, b=2)
+    out = model(disp, canonical, audio, torch.tensor([1, 4]), torch.tensor([0.5, 1.0]))
+    for name, width in DIMS.items():
+        assert out[name].shape == (2, n, width)
+        assert torch.isfinite(out[name]).all()
+
+
+def test_any_window_length_up_to_the_maximum_is_accepted():
+    model, canonical, disp, _ = make(b=1)
+    for w in (1, 4, 9):
+        out = model(disp[:1], canonical, torch.randn(1, w, 16), torch.tensor([1]),
+                    torch.tensor([1.0]))
+        assert out["xyz"].shape == (1, 300, 3)
+
+
+def test_gradients_reach_every_parameter():
+    model, canonical, disp, audio = make()
+    out = model(disp, canonical, audio, torch.tensor([1, 5]), torch.tensor([0.6, 1.0]))
+    loss = sum((v ** 2).sum() + v.sum() for v in out.values())
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert param.grad.abs().sum() > 0, name
+
+
+def test_rebinds_when_the_gaussian_set_changes():
+    model, canonical, disp, audio = make(n=100, b=1)
+    model(disp[:1], canonical, audio[:1], torch.tensor([1]), torch.tensor([1.0]))
+    other = torch.randn(40, 3) * 0.1
+    out = model(torch.randn(1, 40, 3) * 0.01, other, audio[:1], torch.tensor([1]),
+                torch.tensor([1.0]))
+    assert out["xyz"].shape == (1, 40, 3)
+
+
+def test_save_load_round_trip_gives_identical_offsets(tmp_path):
+    model, canonical, disp, audio = make(output_scale={"xyz": 0.5})
+    args = (disp, canonical, audio, torch.tensor([3, 7]), torch.tensor([0.4, 0.9]))
+    with torch.no_grad():
+        before = model(*args)
+    path = tmp_path / "res.safetensors"
+    model.save(path, extra={"note": "test"})
+    loaded = load_residual(path)
+    assert loaded.config == model.config
+    assert loaded.metadata["note"] == "test"
+    with torch.no_grad():
+        after = loaded(*args)
+    for name in DIMS:
+        assert torch.equal(before[name], after[name])
+
+
+def test_loading_a_foreign_file_raises_a_clear_error(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="not an emotion-residual file"):
+        load_residual(path)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a file at all")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        load_residual(garbage)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_residual(tmp_path / "missing.safetensors")
+
+
+def test_bad_inputs_raise_errors_naming_the_problem():
+    model, canonical, disp, audio = make()
+    e, i = torch.tensor([1, 2]), torch.tensor([0.5, 0.5])
+    with pytest.raises(ValueError, match="displacement"):
+        model(disp[0], canonical, audio, e, i)
+    with pytest.raises(ValueError, match="canonical"):
+        model(disp, canonical[:-1], audio, e, i)
+    with pytest.raises(ValueError, match="audio features"):
+        model(disp, canonical, audio[..., :3], e, i)
+    with pytest.raises(ValueError, match="emotion ids"):
+        model(disp, canonical, audio, torch.tensor([1, len(EMOTIONS)]), i)
+    with pytest.raises(ValueError, match="NaN"):
+        model(disp, canonical, audio, e, torch.tensor([float("nan"), 0.5]))
+    with pytest.raises(ValueError, match="divisible"):
+        EmotionResidual(ResidualConfig(dim=30, heads=4))
+
+
+def test_intensity_is_clamped_to_the_unit_interval():
+    model, canonical, disp, audio = make(b=1)
+    e = torch.tensor([1])
+    a = model(disp[:1], canonical, audio[:1], e, torch.tensor([1.0]))
+    b = model(disp[:1], canonical, audio[:1], e, torch.tensor([3.0]))
+    assert torch.equal(a["xyz"], b["xyz"])
+
+
+def test_binding_weights_interpolate_and_clusters_cover_every_gaussian():
+    pts = torch.randn(500, 3) * 0.1
+    bind = build_binding(pts, num_clusters=40, knn=4, pe_freqs=3, pos_scale=0.15)
+    assert bind.num_clusters <= 40
+    assert int(bind.counts.sum()) == 500
+    assert torch.allclose(bind.knn_weight.sum(1), torch.ones(500))
+    dense = bind.interp_matrix().to_dense()
+    assert torch.allclose(dense.sum(1), torch.ones(500))
+    pooled = bind.pool_matrix().to_dense() @ pts
+    assert torch.allclose(pooled, bind.centroids, atol=1e-6)
+
+
+def test_positional_encoding_width_and_identity_part():
+    x = torch.randn(4, 3)
+    pe = positional_encoding(x, 5)
+    assert pe.shape == (4, 3 + 30)
+    assert torch.equal(pe[:, :3], x)
