@@ -9,6 +9,7 @@ phone) so tests can check lip closures against known /p b m/ times.
 """
 
 import argparse
+import csv
 import os
 import sys
 from typing import List
@@ -22,8 +23,8 @@ from gemo_ros.train.speech_synth import synthesize  # noqa: E402
 
 RATE = 16000
 SENTENCES = (
-    "Hello! I am a friendly robot, and I am very happy to meet you today.",
-    "Please bring me the big blue book from the table, and maybe a cup of warm tea.",
+    "Hello! I am a friendly robot, and I am happy to meet you.",
+    "Please bring me the big blue book, and maybe a cup of warm tea.",
 )
 VOICE = "en-us+m3"
 
@@ -42,8 +43,8 @@ def main(argv: List[str] = None) -> int:
 
     pieces, rows, t = [_silence(0.5)], [], 0.5
     for i, text in enumerate(SENTENCES):
-        utt = synthesize(text, voice=VOICE, rate=150, pitch=45, pitch_range=60)
-        audio = resample_poly(utt.audio.astype(np.float64), 160, 441).astype(np.float32)
+        utt = synthesize(text, voice=VOICE, rate=165, pitch=45, pitch_range=60)
+        audio = resample_poly(utt.audio.astype(np.float64), 320, 441).astype(np.float32)
         pieces.append(audio)
         rows += [(t + p.start, t + p.end, p.name) for p in utt.phones]
         t += len(audio) / RATE
@@ -55,10 +56,11 @@ def main(argv: List[str] = None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     sf.write(args.output, wave, RATE, subtype="PCM_16")
     phones_path = os.path.splitext(args.output)[0] + ".phones.csv"
-    with open(phones_path, "w") as f:
-        f.write("start,end,phone\n")
+    with open(phones_path, "w", newline="") as f:
+        writer = csv.writer(f)  # phone names may hold commas (secondary stress: ",i:")
+        writer.writerow(["start", "end", "phone"])
         for start, end, name in rows:
-            f.write(f"{start:.4f},{end:.4f},{name}\n")
+            writer.writerow([f"{start:.4f}", f"{end:.4f}", name])
     print(f"wrote {args.output} ({len(wave) / RATE:.2f} s) and {phones_path}")
     return 0
 
