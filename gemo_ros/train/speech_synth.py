@@ -230,3 +230,59 @@ def list_variants() -> List[str]:
         return sorted(os.listdir(path))
     except OSError:
         return []
+
+
+#: A small English word list (common words, every viseme class, many /p b m f v w/).
+WORDS: Tuple[str, ...] = tuple("""
+a about above across after again against all almost alone along already also always am
+among an and animal another answer any anything apple are area arm around as ask at away
+baby back bad bag ball bank base basket be bear beautiful because bed been before began
+begin behind being believe bell below best better between big bird birthday black blue boat
+body book both bottle bottom box boy bread break breakfast bright bring brother brown build
+busy but butter buy by cake call came can cap car care carry cat catch chair change cheap
+cheese child choose city class clean clear close cloud coffee cold come common cook cool
+corner could country cover cup cut dark day deep did different dinner do doctor does dog
+done door down draw dream dress drink drive during each early earth easy eat egg eight
+either empty end enough even evening ever every example eye face fact fall family far farm
+fast father favourite feel feet few field fill find fine finger finish fire first fish five
+floor flower fly follow food foot for forest forget form four free friend from front fruit
+full fun funny garden gave get girl give glass go gold good got great green group grow had
+half hand happen happy hard has hat have he head hear heart heavy hello help her here high
+him his hold home hope horse hot hour house how hundred hungry I idea if important in inside
+into is it its job join juice jump just keep key kind king kitchen knew know lamp land large
+last late laugh learn leave left leg less let letter light like line lion listen little
+live long look lose lot loud love low machine made make man many map market may maybe me
+mean measure meet member men met middle might milk mind minute mirror miss moment money
+monkey month moon more morning most mother mountain mouth move movie much music must my
+name near need never new next nice night nine no noise north nose not nothing now number
+of off office often oh old on once one only open or orange other our out over own page
+paint paper parent park part party pass past pay pen people pepper perhaps person phone
+piano pick picture piece pink place plan plant play please pocket point poor possible
+power present pretty probably problem pull purple push put queen question quick quiet quite
+rabbit rain ran reach read ready real red remember rest rich ride right river road robot
+rock room round rule run said same saw say school sea seat second see seem sell send seven
+several shall she ship shoe shop short should show side simple since sing sister sit six
+size sleep slow small smile snow so some something sometimes song soon sorry sound south
+space speak special spring stand star start stay step still stone stop story street strong
+study such summer sun supper sure surprise sweet swim table take talk tall tea teacher tell
+ten than thank that the their them then there these they thing think this those though
+thought three through time to today together told tomorrow too took top toward town toy tree
+true try turn twelve two umbrella under until up upon us use usual very view village
+visit voice vote wait walk wall want warm was wash watch water wave way we wear weather week
+welcome well went were west what wheel when where which while white who whole why wide will
+wind window winter wish with without woman wonder wood word work world would write wrong yard
+year yellow yes yesterday yet you young your zoo
+""".split())
+
+
+def random_sentence(rng: np.random.Generator, min_words: int = 3, max_words: int = 14) -> str:
+    """Return a random sentence (words from :data:`WORDS`, commas and end punctuation)."""
+    n = int(rng.integers(min_words, max_words + 1))
+    words = [WORDS[int(i)] for i in rng.integers(0, len(WORDS), n)]
+    out = []
+    for i, w in enumerate(words):
+        out.append(w.capitalize() if i == 0 else w)
+        if 0 < i < n - 1 and rng.random() < 0.08:
+            out[-1] += ","
+    end = rng.choice([".", ".", ".", "?", "!"])
+    return " ".join(out) + str(end)
