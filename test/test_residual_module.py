@@ -177,3 +177,34 @@ def test_positional_encoding_width_and_identity_part():
     pe = positional_encoding(x, 5)
     assert pe.shape == (4, 3 + 30)
     assert torch.equal(pe[:, :3], x)
+
+
+def random_frames(n: int, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, 3, 3, generator=gen))
+    return q, torch.rand(n, 1, generator=gen) * 0.004 + 0.001
+
+
+def test_position_offsets_are_the_same_world_motion_whatever_the_local_frames():
+    model, canonical, disp, audio = make(b=1)
+    args = (disp, canonical, audio[:1], torch.tensor([6]), torch.tensor([0.8]))
+    worlds = []
+    for seed in (1, 2):
+        rot, scale = random_frames(canonical.shape[0], seed)
+        bind = model.bind(canonical, frames=(rot, scale))
+        xyz = model(*args, binding=bind)["xyz"][0]
+        worlds.append(scale * torch.einsum("nij,nj->ni", rot, xyz))  # k R xyz, metres
+    assert torch.allclose(worlds[0], worlds[1], atol=1e-7)
+    other = model(*args, binding=bind)["color"]
+    plain = model(*args, binding=model.bind(canonical))["color"]
+    assert torch.allclose(other, plain)
+
+
+def test_identity_frames_of_unit_scale_give_offsets_in_disp_scale_units():
+    model, canonical, disp, audio = make(b=1)
+    n = canonical.shape[0]
+    args = (disp, canonical, audio[:1], torch.tensor([2]), torch.tensor([1.0]))
+    plain = model(*args, binding=model.bind(canonical))["xyz"]
+    eye = torch.eye(3).expand(n, 3, 3)
+    framed = model(*args, binding=model.bind(canonical, frames=(eye, torch.ones(n, 1))))["xyz"]
+    assert torch.allclose(framed, plain * model.config.disp_scale, atol=1e-8)

@@ -69,7 +69,11 @@ class ResidualConfig:
         pos_scale: metres that map to 1 before the positional encoding (head radius).
         disp_scale: metres of mesh displacement that map to 1 (displacements are mm-cm).
         output_scale: per-attribute multiplier of the raw head output (sets the step size
-            of each attribute in the avatar's raw units); missing keys use 1.
+            of each attribute in the avatar's raw units); missing keys use 1. With binding
+            frames, ``xyz`` is predicted in the head frame in units of ``disp_scale`` metres
+            and converted to local units before this multiplier.
+        window: audio frames centred on the rendered frame that the model was trained
+            with (the pipeline feeds this many).
         max_window: longest audio window accepted (frames).
     """
 
@@ -84,6 +88,7 @@ class ResidualConfig:
     pos_scale: float = 0.15
     disp_scale: float = 0.01
     output_scale: Dict[str, float] = field(default_factory=dict)
+    window: int = 9
     max_window: int = 64
 
     def validate(self) -> None:
@@ -96,10 +101,12 @@ class ResidualConfig:
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
         for name, value in (("feature_dim", self.feature_dim), ("num_clusters",
-                            self.num_clusters), ("knn", self.knn), ("max_window",
-                            self.max_window)):
+                            self.num_clusters), ("knn", self.knn), ("window", self.window),
+                            ("max_window", self.max_window)):
             if int(value) <= 0:
                 raise ValueError(f"ResidualConfig.{name}={value} must be > 0")
+        if self.window > self.max_window:
+            raise ValueError(f"window={self.window} exceeds max_window={self.max_window}")
         unknown = set(self.output_scale) - set(self.attribute_dims)
         if unknown:
             raise ValueError(f"output_scale names unknown attributes {sorted(unknown)}")
@@ -116,6 +123,9 @@ class ClusterBinding:
         mean_pe: ``[C, E]`` mean positional encoding of the members.
         knn_index: ``[N, k]`` long, nearest cluster centres of each Gaussian.
         knn_weight: ``[N, k]`` inverse-distance weights (rows sum to 1).
+        frame_rot: optional ``[N, 3, 3]`` rotation (columns = local axes in the head frame)
+            of each Gaussian's binding frame in the canonical pose.
+        frame_scale: optional ``[N, 1]`` metres per local unit of that frame.
     """
 
     assign: torch.Tensor
@@ -124,6 +134,8 @@ class ClusterBinding:
     mean_pe: torch.Tensor
     knn_index: torch.Tensor
     knn_weight: torch.Tensor
+    frame_rot: Optional[torch.Tensor] = None
+    frame_scale: Optional[torch.Tensor] = None
     _pool: Optional[torch.Tensor] = None
     _interp: Optional[torch.Tensor] = None
 
@@ -157,7 +169,8 @@ class ClusterBinding:
 
     def to(self, device: Union[str, torch.device]) -> "ClusterBinding":
         """Return a copy on ``device``."""
-        return ClusterBinding(**{k: v.to(device) for k, v in asdict_shallow(self).items()})
+        return ClusterBinding(**{k: (None if v is None else v.to(device))
+                                 for k, v in asdict_shallow(self).items()})
 
 
 def _csr(index: torch.Tensor, values: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
@@ -181,7 +194,8 @@ def _spmm(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def asdict_shallow(binding: ClusterBinding) -> Dict[str, torch.Tensor]:
     """Return the tensors of a binding by field name (no deep copy, unlike ``asdict``)."""
     return {name: getattr(binding, name) for name in
-            ("assign", "counts", "centroids", "mean_pe", "knn_index", "knn_weight")}
+            ("assign", "counts", "centroids", "mean_pe", "knn_index", "knn_weight",
+             "frame_rot", "frame_scale")}
 
 
 def positional_encoding(x: torch.Tensor, freqs: int) -> torch.Tensor:
@@ -237,7 +251,8 @@ def _nearest(points: torch.Tensor, centres: torch.Tensor, chunk: int = 8192) -> 
 
 
 def build_binding(canonical: torch.Tensor, num_clusters: int, knn: int, pe_freqs: int,
-                  pos_scale: float, seed: int = 0) -> ClusterBinding:
+                  pos_scale: float, seed: int = 0,
+                  frames: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> ClusterBinding:
     """Group canonical Gaussian positions into clusters and precompute interpolation weights.
 
     Args:
@@ -247,6 +262,9 @@ def build_binding(canonical: torch.Tensor, num_clusters: int, knn: int, pe_freqs
         pe_freqs: octaves of the positional encoding.
         pos_scale: metres mapped to 1 before the encoding.
         seed: k-means seed.
+        frames: optional ``(rot [N, 3, 3], scale [N, 1])`` canonical binding frames of the
+            Gaussians (``mean = origin + scale * rot @ xyz``); with them, position offsets
+            are predicted in head-frame metres and converted to local units.
 
     Returns:
         A :class:`ClusterBinding` on the device of ``canonical``.
@@ -275,6 +293,16 @@ def build_binding(canonical: torch.Tensor, num_clusters: int, knn: int, pe_freqs
         w_parts.append(w / w.sum(dim=1, keepdim=True))
     binding = ClusterBinding(assign=assign, counts=counts, centroids=centroids, mean_pe=mean_pe,
                              knn_index=torch.cat(idx_parts), knn_weight=torch.cat(w_parts))
+    if frames is not None:
+        rot, scale = frames
+        n = pts.shape[0]
+        if tuple(rot.shape) != (n, 3, 3) or tuple(scale.reshape(n, -1).shape) != (n, 1):
+            raise ValueError(f"frames must be ([N={n}, 3, 3], [N, 1]), got "
+                             f"{tuple(rot.shape)} and {tuple(scale.shape)}")
+        if not bool((scale > 0).all()):
+            raise ValueError("frame scales must be positive")
+        binding.frame_rot = rot.detach().float().cpu()
+        binding.frame_scale = scale.detach().float().reshape(n, 1).cpu()
     return binding.to(device)
 
 
@@ -342,19 +370,22 @@ class EmotionResidual(nn.Module):
         raise KeyError(name)
 
     # ------------------------------------------------------------------ binding
-    def bind(self, canonical: torch.Tensor, seed: int = 0) -> ClusterBinding:
+    def bind(self, canonical: torch.Tensor, seed: int = 0,
+             frames: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> ClusterBinding:
         """Cluster the avatar's canonical means and cache the binding.
 
         Args:
             canonical: ``[N, 3]`` metres.
             seed: k-means seed (the same seed gives the same clusters).
+            frames: optional canonical binding frames ``(rot [N, 3, 3], scale [N, 1])``
+                (see :func:`build_binding`); the avatar's ``xyz`` lives in such frames.
 
         Returns:
             The cached :class:`ClusterBinding`.
         """
         cfg = self.config
         self._binding = build_binding(canonical, cfg.num_clusters, cfg.knn, cfg.pe_freqs,
-                                      cfg.pos_scale, seed=seed)
+                                      cfg.pos_scale, seed=seed, frames=frames)
         self._binding_key = self._key(canonical)
         LOG.debug("residual bound to %d Gaussians in %d clusters",
                   self._binding.num_gaussians, self._binding.num_clusters)
@@ -430,7 +461,8 @@ class EmotionResidual(nn.Module):
             audio: ``[B, W, D]`` audio-encoder features around the frame (W odd, centred).
             emotion: ``[B]`` long emotion ids (``gemo_ros.emotions.EMOTIONS``).
             intensity: ``[B]`` float in [0, 1] (clamped).
-            binding: precomputed clusters; default: cached from ``canonical``.
+            binding: precomputed clusters (optionally with binding frames, see
+                :meth:`bind`); default: cached from ``canonical`` without frames.
 
         Returns:
             ``{name: [B, N, width]}`` for every name in ``config.attribute_dims``, in the
@@ -471,6 +503,15 @@ class EmotionResidual(nn.Module):
             amap = _spmm(interp, out[..., 2 * p:]).reshape(b, n, 3, 3)
             xyz = torch.einsum("bnij,bnj->bni", amap, disp)
             offs = offs + F.pad(xyz, (self.xyz_slice.start, p - self.xyz_slice.stop))
+            if bind.frame_rot is not None:
+                # Position offsets are predicted in the head frame (units of disp_scale
+                # metres: smooth across triangles whatever their local axes) and expressed
+                # in each Gaussian's local binding frame: xyz = R^T w / k.
+                sl = self.xyz_slice
+                world = offs[..., sl] * cfg.disp_scale
+                local = torch.einsum("nji,bnj->bni", bind.frame_rot.to(world.dtype), world)
+                local = local / bind.frame_scale.to(world.dtype)
+                offs = torch.cat([offs[..., :sl.start], local, offs[..., sl.stop:]], dim=-1)
         gate = intensity * (emotion != NEUTRAL).to(disp.dtype)  # [B]
         offs = offs * (self.output_scale.to(disp.dtype) * gate[:, None, None])
         return dict(zip(self.attribute_names, offs.split(self.attribute_widths, dim=-1)))

@@ -1,0 +1,464 @@
+"""The talking head for one frame: audio-to-expression + Gaussian blendshapes + residual + render.
+
+Per frame (DESIGN.md section 1):
+
+1. ``psi_n`` / ``psi_e``: expression coefficients ``[52]`` from the audio-to-expression model
+   with emotion neutral, and with the commanded emotion and intensity;
+2. ``M(psi_n)``, ``M(psi_e)``: the face mesh posed by both (no neck rotation, head frame);
+3. the mesh displacement ``M(psi_e) - M(psi_n)`` interpolated at every Gaussian's binding;
+4. the emotion residual's offsets from (displacement, canonical positions, audio feature
+   window, emotion, intensity);
+5. ``avatar(psi_n, neck_rotation, offsets)`` -> Gaussians -> ``render.rasterize``.
+
+:class:`TalkingHead` exposes each step (batched over frames) so the engine, ``gemo render``,
+training and evaluation share one implementation. Nothing here imports rclpy.
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from gemo_ros.emotions import EMOTIONS, NEUTRAL, emotion_index
+
+LOG = logging.getLogger(__name__)
+
+Emotion = Union[int, str]
+
+
+@dataclass
+class RenderSettings:
+    """Camera and image settings of a render (degrees and metres at this surface).
+
+    Attributes:
+        width, height: image size in pixels.
+        yaw_deg, pitch_deg: orbit camera angles (``render.camera.orbit_camera``).
+        distance: camera distance from ``target`` in metres.
+        fov_deg: vertical field of view in degrees.
+        target: point the camera looks at (head frame, metres).
+        background: RGB in [0, 1] behind the head.
+        backend: renderer backend (``"auto"``, ``"torch"``, ``"gsplat"``).
+    """
+
+    width: int = 256
+    height: int = 256
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    distance: float = 0.62
+    fov_deg: float = 30.0
+    target: Tuple[float, float, float] = (0.0, -0.01, 0.0)
+    background: Tuple[float, float, float] = (18 / 255, 22 / 255, 30 / 255)
+    backend: str = "auto"
+
+    def camera(self, device: Union[str, torch.device] = "cpu"
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(viewmat [4, 4], K [3, 3])`` for these settings."""
+        from gemo_ros.render import orbit_camera
+
+        return orbit_camera(self.yaw_deg, self.pitch_deg, self.distance, self.fov_deg,
+                            self.width, self.height, target=self.target, device=device)
+
+
+@dataclass
+class Frame:
+    """One rendered frame and the intermediate results that made it.
+
+    Attributes:
+        image: ``[H, W, 3]`` float RGB in [0, 1].
+        alpha: ``[H, W, 1]`` accumulated opacity.
+        psi_n, psi_e: ``[52]`` neutral and emotional expression coefficients.
+        offsets: residual offsets ``{name: [N, d]}`` (None without a residual).
+        gaussians: the avatar's output for this frame (batch of one).
+        timings_ms: milliseconds per step.
+    """
+
+    image: torch.Tensor
+    alpha: torch.Tensor
+    psi_n: torch.Tensor
+    psi_e: torch.Tensor
+    offsets: Optional[Dict[str, torch.Tensor]]
+    gaussians: Any
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+
+    def to_uint8(self) -> np.ndarray:
+        """Return the image as ``uint8 [H, W, 3]``."""
+        img = self.image.detach().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+        return img.cpu().numpy()
+
+
+def _emotion_id(emotion: Emotion) -> int:
+    if isinstance(emotion, str):
+        return emotion_index(emotion)
+    idx = int(emotion)
+    if not 0 <= idx < len(EMOTIONS):
+        raise ValueError(f"emotion id {idx} outside 0..{len(EMOTIONS) - 1}")
+    return idx
+
+
+def face_model_of(avatar: Any) -> Any:
+    """Return the face model an avatar is bound to (``avatar.face_model`` or ``.face``)."""
+    for name in ("face_model", "face"):
+        model = getattr(avatar, name, None)
+        if model is not None and hasattr(model, "pose"):
+            return model
+    raise AttributeError(f"{type(avatar).__name__} exposes no face model "
+                         "(expected an attribute `face_model` with `pose(expr, neck)`)")
+
+
+def binding_frames(avatar: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return the canonical binding frames of an avatar's Gaussians.
+
+    Returns:
+        ``rot [N, 3, 3]`` (columns = local axes in the head frame) and ``scale [N, 1]``
+        (metres per local unit) of each Gaussian's triangle in the template pose, so that a
+        local offset ``xyz`` moves the Gaussian by ``scale * rot @ xyz`` metres.
+    """
+    from gemo_ros.avatar.binding import triangle_frames
+
+    face = face_model_of(avatar)
+    with torch.no_grad():
+        zero = torch.zeros(1, face.num_expressions, device=avatar.binding_bary.device)
+        verts = face.pose(zero, None)
+        _, rot, scale = triangle_frames(verts, face.faces[avatar.binding_faces],
+                                        avatar.binding_bary)
+    return rot[0], scale[0]
+
+
+def feature_window(feats: torch.Tensor, index: Union[int, torch.Tensor],
+                   window: int) -> torch.Tensor:
+    """Cut windows of audio features centred on frame indices, repeating the edge frames.
+
+    Args:
+        feats: ``[T, D]`` features of a whole clip at the a2e frame rate.
+        index: frame index (int) or ``[B]`` indices of the centre frames.
+        window: W frames per window.
+
+    Returns:
+        ``[W, D]`` for an int index, ``[B, W, D]`` for a tensor of indices.
+    """
+    if feats.ndim != 2 or feats.shape[0] == 0:
+        raise ValueError(f"features must be [T>0, D], got {tuple(feats.shape)}")
+    single = not torch.is_tensor(index)
+    idx = torch.as_tensor(index, dtype=torch.long, device=feats.device).reshape(-1)
+    offs = torch.arange(window, device=feats.device) - (window - 1) // 2
+    rows = (idx[:, None] + offs[None]).clamp(0, feats.shape[0] - 1)
+    out = feats[rows]
+    return out[0] if single else out
+
+
+class TalkingHead:
+    """The stages joined for one frame: a2e (optional), avatar, residual (optional), renderer.
+
+    Args:
+        avatar: a ``GaussianAvatar`` (``gemo_ros.avatar``).
+        a2e: an ``AudioToExpression`` model, or None (then callers pass coefficients and
+            features, or silence gives zero coefficients).
+        residual: an ``EmotionResidual``, or None for the neutral head with ``psi_e``
+            coefficients only.
+        settings: render settings (camera, size, background, backend).
+        device: torch device everything runs on.
+        emotion_geometry: without a residual, drive the avatar with ``psi_e`` instead of
+            ``psi_n`` (so emotions still show); with a residual the method's ``psi_n`` +
+            offsets is used.
+    """
+
+    def __init__(self, avatar: Any, a2e: Any = None, residual: Any = None,
+                 settings: Optional[RenderSettings] = None,
+                 device: Union[str, torch.device] = "cpu",
+                 emotion_geometry: bool = True) -> None:
+        self.device = torch.device(device)
+        self.avatar = avatar.to(self.device).eval() if hasattr(avatar, "to") else avatar
+        self.face_model = face_model_of(self.avatar)
+        self.a2e = a2e.to(self.device).eval() if a2e is not None and hasattr(a2e, "to") else a2e
+        self.residual = residual.to(self.device).eval() if residual is not None else None
+        self.settings = settings or RenderSettings()
+        self.emotion_geometry = emotion_geometry
+        self._canonical = self.avatar.canonical_means().detach().to(self.device)
+        self._binding = None
+        if self.residual is not None:
+            self._check_residual()
+            self._binding = self.residual.bind(self._canonical, frames=binding_frames(avatar))
+        self._num_expr = len(getattr(self.face_model, "expression_names", ())) or 52
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(cls, avatar: str = "default", a2e: Optional[str] = "default",
+             residual: Optional[str] = "default", settings: Optional[RenderSettings] = None,
+             device: str = "auto") -> "TalkingHead":
+        """Load the stages by name or path; ``None`` (or a missing default) skips a stage.
+
+        ``device="auto"`` picks CUDA when available, else CPU.
+        """
+        from gemo_ros.avatar import load_avatar
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        av = load_avatar(avatar)
+        a2e_model = None
+        if a2e is not None:
+            from gemo_ros.audio import load_a2e
+
+            try:
+                a2e_model = load_a2e(a2e)
+            except FileNotFoundError as exc:
+                if a2e != "default":
+                    raise
+                LOG.warning("no audio-to-expression weights (%s): speech will not move the "
+                            "mouth", exc)
+        res = None
+        if residual is not None:
+            from gemo_ros.avatar.residual import load_residual
+
+            try:
+                res = load_residual(residual)
+            except FileNotFoundError as exc:
+                if residual != "default":
+                    raise
+                LOG.warning("no emotion residual weights (%s): emotions use blendshapes only",
+                            exc)
+        return cls(av, a2e_model, res, settings=settings, device=device)
+
+    def _check_residual(self) -> None:
+        cfg = self.residual.config
+        dims = dict(getattr(self.avatar, "attribute_dims", cfg.attribute_dims))
+        if dict(cfg.attribute_dims) != dims:
+            raise ValueError(f"residual attributes {dict(cfg.attribute_dims)} do not match the "
+                             f"avatar's {dims}")
+        if self.a2e is not None and int(self.a2e.feature_dim) != cfg.feature_dim:
+            raise ValueError(f"residual expects {cfg.feature_dim}-d audio features, the a2e "
+                             f"model gives {self.a2e.feature_dim}")
+
+    @property
+    def feature_dim(self) -> int:
+        """Width D of the audio features fed to the residual (0 when neither stage has it)."""
+        if self.residual is not None:
+            return int(self.residual.config.feature_dim)
+        return int(getattr(self.a2e, "feature_dim", 0) or 0)
+
+    @property
+    def window(self) -> int:
+        """Audio frames per residual window."""
+        return int(self.residual.config.window) if self.residual is not None else 1
+
+    @property
+    def canonical(self) -> torch.Tensor:
+        """Canonical Gaussian means ``[N, 3]`` (cached)."""
+        return self._canonical
+
+    # ------------------------------------------------------------------ audio
+    @torch.no_grad()
+    def analyse_audio(self, wave: Union[np.ndarray, torch.Tensor], sample_rate: int,
+                      emotion: Emotion = NEUTRAL, intensity: float = 0.0
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the a2e model over a whole clip.
+
+        Args:
+            wave: ``[S]`` mono samples (float in [-1, 1]).
+            sample_rate: Hz of ``wave``; resampled to the model's rate.
+            emotion: name or id; intensity: [0, 1].
+
+        Returns:
+            ``psi_n [T, 52]``, ``psi_e [T, 52]``, ``feats [T, D]`` at ``a2e.fps``.
+        """
+        if self.a2e is None:
+            raise RuntimeError("no audio-to-expression model loaded")
+        wave_t = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(-1)
+        if wave_t.numel() == 0:
+            raise ValueError("audio is empty")
+        if int(sample_rate) != int(self.a2e.sample_rate):
+            from gemo_ros.audio import resample
+
+            wave_t = torch.as_tensor(resample(wave_t.numpy(), int(sample_rate),
+                                              int(self.a2e.sample_rate)))
+        wave_t = wave_t.to(self.device)[None]
+        feats = self.a2e.encode(wave_t)
+        e = torch.tensor([_emotion_id(emotion)], device=self.device)
+        zero = torch.zeros(1, device=self.device)
+        psi_n = self.a2e.decode(feats, torch.zeros_like(e), zero)
+        psi_e = self.a2e.decode(feats, e, torch.tensor([float(intensity)], device=self.device))
+        return psi_n[0], psi_e[0], feats[0]
+
+    # ------------------------------------------------------------------ stages (batched)
+    def displacement(self, psi_n: torch.Tensor, psi_e: torch.Tensor) -> torch.Tensor:
+        """Mesh displacement ``M(psi_e) - M(psi_n)`` at every Gaussian's binding.
+
+        Args:
+            psi_n, psi_e: ``[B, 52]`` coefficients.
+
+        Returns:
+            ``[B, N, 3]`` metres (head frame, no neck rotation).
+        """
+        verts = self.face_model.pose(torch.cat([psi_e, psi_n], 0).to(self.device), None)
+        b = psi_n.shape[0]
+        return self.avatar.interpolate_at_gaussians(verts[:b] - verts[b:])
+
+    def offsets(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: torch.Tensor,
+                emotion: torch.Tensor, intensity: torch.Tensor
+                ) -> Optional[Dict[str, torch.Tensor]]:
+        """Residual offsets ``{name: [B, N, d]}`` (None without a residual).
+
+        Args:
+            psi_n, psi_e: ``[B, 52]``; feats: ``[B, W, D]``; emotion: ``[B]`` long;
+            intensity: ``[B]`` in [0, 1].
+        """
+        if self.residual is None:
+            return None
+        disp = self.displacement(psi_n, psi_e)
+        return self.residual(disp, self._canonical, feats.to(self.device),
+                             emotion.to(self.device), intensity.to(self.device),
+                             binding=self._binding)
+
+    def gaussians(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: Optional[torch.Tensor],
+                  emotion: torch.Tensor, intensity: torch.Tensor,
+                  neck_rotation: Optional[torch.Tensor] = None, use_residual: bool = True
+                  ) -> Tuple[Any, Optional[Dict[str, torch.Tensor]]]:
+        """Return ``(avatar Gaussians with batch dim B, offsets or None)``.
+
+        With a residual (and ``use_residual``): ``avatar(psi_n, neck, offsets)``, the
+        method's head. Without: ``avatar(psi_e, neck)`` when ``emotion_geometry`` else
+        ``avatar(psi_n, neck)``.
+        """
+        if self.residual is not None and use_residual:
+            if feats is None:
+                feats = torch.zeros(psi_n.shape[0], self.window, self.feature_dim,
+                                    device=self.device)
+            offs = self.offsets(psi_n, psi_e, feats, emotion, intensity)
+            return self.avatar(psi_n.to(self.device), neck_rotation=neck_rotation,
+                               offsets=offs), offs
+        expr = psi_e if self.emotion_geometry else psi_n
+        return self.avatar(expr.to(self.device), neck_rotation=neck_rotation), None
+
+    def render_gaussians(self, gaussians: Any, index: int = 0,
+                         viewmat: Optional[torch.Tensor] = None, K: Optional[torch.Tensor] = None,
+                         settings: Optional[RenderSettings] = None
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Rasterize item ``index`` of a batch of Gaussians.
+
+        Returns:
+            ``rgb [H, W, 3]`` in [0, 1] over the background and ``alpha [H, W, 1]``
+            (``[C, H, W, *]`` when ``viewmat`` is a batch ``[C, 4, 4]``).
+        """
+        from gemo_ros.render import rasterize
+
+        s = settings or self.settings
+        if viewmat is None or K is None:
+            viewmat, K = s.camera(self.device)
+        colors = gaussians.colors[index]
+        bg = torch.tensor(s.background, dtype=colors.dtype, device=colors.device)
+        rgb, alpha, _ = rasterize(gaussians.means[index], gaussians.quats[index],
+                                  gaussians.scales[index], gaussians.opacities[index], colors,
+                                  viewmat.to(self.device), K.to(self.device), s.width, s.height,
+                                  background=bg, backend=s.backend)
+        return rgb.clamp(0.0, 1.0), alpha
+
+    # ------------------------------------------------------------------ one frame
+    @torch.no_grad()
+    def frame(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: Optional[torch.Tensor],
+              emotion: Emotion, intensity: float,
+              neck_rotation: Optional[torch.Tensor] = None,
+              settings: Optional[RenderSettings] = None, use_residual: bool = True) -> Frame:
+        """Render one frame from its coefficients and audio feature window.
+
+        Args:
+            psi_n, psi_e: ``[52]`` neutral / emotional coefficients.
+            feats: ``[W, D]`` audio features around the frame, or None (silence: zeros).
+            emotion: name or id; intensity: [0, 1].
+            neck_rotation: ``[3]`` axis-angle radians, or None.
+            settings: overrides the head's render settings for this frame.
+            use_residual: False renders ``avatar(psi_e)`` (the blendshape-only baseline).
+
+        Returns:
+            A :class:`Frame`.
+        """
+        t0 = time.perf_counter()
+        e = torch.tensor([_emotion_id(emotion)], device=self.device)
+        i = torch.tensor([min(max(float(intensity), 0.0), 1.0)], device=self.device)
+        if not math.isfinite(float(intensity)):
+            raise ValueError(f"intensity must be finite, got {intensity}")
+        pn = torch.as_tensor(psi_n, dtype=torch.float32, device=self.device).reshape(1, -1)
+        pe = torch.as_tensor(psi_e, dtype=torch.float32, device=self.device).reshape(1, -1)
+        f = None if feats is None else torch.as_tensor(feats, dtype=torch.float32,
+                                                       device=self.device)[None]
+        neck = None if neck_rotation is None else torch.as_tensor(
+            neck_rotation, dtype=torch.float32, device=self.device).reshape(1, 3)
+        g, offs = self.gaussians(pn, pe, f, e, i, neck, use_residual=use_residual)
+        t1 = time.perf_counter()
+        rgb, alpha = self.render_gaussians(g, 0, settings=settings)
+        t2 = time.perf_counter()
+        offs1 = None if offs is None else {k: v[0] for k, v in offs.items()}
+        return Frame(rgb, alpha, pn[0], pe[0], offs1, g,
+                     {"head": (t1 - t0) * 1e3, "render": (t2 - t1) * 1e3})
+
+    @torch.no_grad()
+    def still(self, emotion: Emotion = NEUTRAL, intensity: float = 0.0,
+              audio: Optional[Union[np.ndarray, torch.Tensor]] = None,
+              sample_rate: Optional[int] = None, time_s: float = 0.0,
+              expression: Optional[Dict[str, float]] = None,
+              neck_rotation: Optional[Sequence[float]] = None,
+              settings: Optional[RenderSettings] = None, use_residual: bool = True) -> Frame:
+        """Render one still through the full pipeline.
+
+        Args:
+            emotion, intensity: the commanded emotion.
+            audio: ``[S]`` mono samples, or None for silence.
+            sample_rate: Hz of ``audio``.
+            time_s: seconds into the audio of the frame to render.
+            expression: extra ARKit coefficients ``{name: value}`` added to both psi_n and
+                psi_e (e.g. a manual ``jawOpen``), clamped to [0, 1].
+            neck_rotation: ``[3]`` axis-angle radians.
+            settings: render settings for this still.
+            use_residual: False gives the blendshape-only baseline.
+        """
+        e_id = _emotion_id(emotion)
+        if not time_s >= 0.0:
+            raise ValueError(f"time must be >= 0 s, got {time_s}")
+        if self.a2e is not None:
+            fps = float(self.a2e.fps)
+            if audio is None:
+                # Silence long enough to cover the time and the model's receptive field.
+                sample_rate = int(self.a2e.sample_rate)
+                audio = np.zeros(int((time_s + 1.0) * sample_rate), np.float32)
+            elif sample_rate is None:
+                raise ValueError("sample_rate is required with audio")
+            dur = len(audio) / float(sample_rate)
+            if time_s > dur:
+                raise ValueError(f"time {time_s:.3f} s is past the end of the audio "
+                                 f"({dur:.3f} s)")
+            psi_n_t, psi_e_t, feats_t = self.analyse_audio(audio, sample_rate, e_id, intensity)
+            idx = min(int(round(time_s * fps)), psi_n_t.shape[0] - 1)
+            psi_n, psi_e = psi_n_t[idx], psi_e_t[idx]
+            feats = feature_window(feats_t, idx, self.window)
+        else:
+            if audio is not None:
+                raise RuntimeError("audio given but no audio-to-expression model is loaded")
+            psi_n = torch.zeros(self._num_expr, device=self.device)
+            psi_e = psi_n.clone()
+            feats = None
+            if e_id != NEUTRAL and intensity > 0:
+                # No speech model: the FACS recipe of the emotion over a still, silent face.
+                from gemo_ros.face.emotion_recipes import combine_with_speech
+
+                speech = np.zeros((1, self._num_expr), np.float32)
+                psi_e = torch.as_tensor(combine_with_speech(speech, e_id, float(intensity))[0],
+                                        device=self.device)
+        if expression:
+            from gemo_ros.face.arkit import ARKIT_INDEX
+
+            extra = torch.zeros_like(psi_n)
+            for name, value in expression.items():
+                if name not in ARKIT_INDEX:
+                    raise ValueError(f"unknown expression {name!r}")
+                extra[ARKIT_INDEX[name]] = float(value)
+            psi_n = (psi_n + extra).clamp(0.0, 1.0)
+            psi_e = (psi_e + extra).clamp(0.0, 1.0)
+        neck = None if neck_rotation is None else torch.tensor(list(neck_rotation))
+        return self.frame(psi_n, psi_e, feats, e_id, intensity, neck, settings=settings,
+                          use_residual=use_residual)
+
+    def with_settings(self, **changes: Any) -> RenderSettings:
+        """Return a copy of the render settings with ``changes`` applied."""
+        return replace(self.settings, **changes)
