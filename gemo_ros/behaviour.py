@@ -193,6 +193,9 @@ class IdleBehaviour:
     def _extend_blinks(self, t: float) -> None:
         cfg = self.config
         mean = max(cfg.blink_interval_s, 0.3)
+        if self._blink_t < t - 30.0:
+            # far behind (e.g. a wall clock in the 1e9 s range): restart the schedule near t
+            self._blink_t = t - self._blink_rng.uniform(0.0, mean)
         while self._blink_t <= t + 1.0:
             self._blinks.append(self._blink_t)
             if self._blink_rng.random() < cfg.double_blink_prob:
@@ -204,6 +207,9 @@ class IdleBehaviour:
     def _extend_saccades(self, t: float) -> None:
         cfg = self.config
         rng = self._sacc_rng
+        if self._sacc_t[-1] < t - 30.0:
+            self._sacc_t.append(t - rng.uniform(0.0, cfg.saccade_interval_s))
+            self._sacc_gaze.append((0.0, 0.0))
         while self._sacc_t[-1] <= t + 1.0:
             self._sacc_t.append(self._sacc_t[-1] + rng.exponential(max(cfg.saccade_interval_s,
                                                                        0.1)) + 0.15)

@@ -80,8 +80,9 @@ def pcm_from_bytes(data: Any, sample_format: str = "S16LE",
 
     Returns:
         ``(samples[S] float32 in [-1, 1], dropped_bytes)`` where ``dropped_bytes`` counts a
-        trailing partial frame that was ignored (odd byte counts). Non-finite float samples
-        become 0 and values are clipped to [-1, 1].
+        trailing partial frame that was ignored (odd byte counts). F32LE values pass through
+        as they are: NaN/inf and out-of-range values are left for the caller to report
+        (:meth:`gemo_ros.engine.Engine.feed_audio` replaces and clips them).
 
     Raises:
         AudioFormatError: unknown format or channels < 1.
@@ -104,9 +105,6 @@ def pcm_from_bytes(data: Any, sample_format: str = "S16LE",
     if offset:
         out -= offset
     out *= scale
-    if fmt == "F32LE":
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
-        np.clip(out, -1.0, 1.0, out=out)
     return out, len(buf) - usable
 
 

@@ -136,3 +136,10 @@ def test_apply_idle_overlays_blink_and_gaze():
     assert out[ARKIT_INDEX["eyeLookDownLeft"]] == pytest.approx(0.5)
     assert out[ARKIT_INDEX["jawOpen"]] == pytest.approx(0.4)
     assert coeffs[ARKIT_INDEX["eyeBlinkLeft"]] == 0.0
+
+
+def test_wall_clock_times_are_cheap_and_still_blink():
+    idle = IdleBehaviour(IdleConfig(seed=4, blink_interval_s=2.0))
+    t0 = 1.8e9
+    values = [idle.blink(t0 + 0.01 * k) for k in range(3000)]
+    assert max(values) > 0.9

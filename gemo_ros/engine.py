@@ -1,0 +1,464 @@
+"""The ROS-free real-time engine: audio in, emotion commands in, face frames out.
+
+::
+
+    engine = Engine(EngineConfig(width=256, height=256))
+    engine.feed_audio(samples, 16000)              # any time, any chunk size
+    engine.set_emotion("happy", 0.7, 0.5)
+    rgb, state = engine.frame(t)                   # uint8 [H, W, 3], dict
+
+The engine joins the playback timeline (:mod:`gemo_ros.timeline`), the behaviour layer
+(:mod:`gemo_ros.behaviour`) and the method's stages (audio-to-expression, Gaussian avatar,
+emotion residual, renderer; via :mod:`gemo_ros.pipeline`). It uses whichever stages are
+installed and says once in the log which are missing and what replaces them:
+
+* no audio-to-expression model -> the jaw follows the loudness of the audio;
+* no avatar or renderer -> a flat schematic face drawn from the same coefficients.
+
+Threading: ``feed_audio`` and ``set_emotion`` only queue work under a lock and return at
+once; ``frame`` (one render thread) feeds the queued audio to the audio model, lazily and
+only as far ahead as needed, so a 60-second message never stalls a frame for long.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
+
+import numpy as np
+
+from gemo_ros.behaviour import EmotionRamp, IdleBehaviour, IdleConfig, IdleState, apply_idle
+from gemo_ros.emotions import EMOTIONS, NEUTRAL, emotion_index
+from gemo_ros.face.arkit import ARKIT_INDEX, NUM_ARKIT
+from gemo_ros.timeline import AudioTimeline, TimelineConfig, Utterance
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds of audio the engine keeps queued at most; beyond that, new audio is refused.
+MAX_QUEUED_AUDIO_S = 300.0
+#: Sample rates accepted by feed_audio (Hz).
+MIN_RATE, MAX_RATE = 1000, 384000
+JAW = ARKIT_INDEX["jawOpen"]
+
+
+class LogLimiter:
+    """Let a log line of a given key through at most once per ``period_s``; count the rest."""
+
+    def __init__(self, period_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period_s = period_s
+        self._clock = clock
+        self._last: Dict[str, float] = {}
+        self._suppressed: Dict[str, int] = {}
+
+    def __call__(self, key: str) -> Optional[int]:
+        """Return None to suppress, else the number of lines suppressed since the last one."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)
+
+
+@dataclass
+class EngineConfig:
+    """Engine settings (the node's parameters map onto these).
+
+    Sizes in pixels, angles in degrees, times in seconds, colours as 0-255 RGB.
+    """
+
+    width: int = 256
+    height: int = 256
+    device: str = "auto"
+    avatar: str = "default"
+    a2e: str = "default"
+    residual: str = "default"
+    camera_yaw_deg: float = 0.0
+    camera_pitch_deg: float = 0.0
+    camera_distance: float = 0.62
+    camera_fov_deg: float = 30.0
+    background: Tuple[int, int, int] = (18, 22, 30)
+    lookahead_s: float = 0.12
+    output_latency_s: float = 0.2
+    gap_s: float = 0.3
+    default_intensity: float = 0.7
+    default_transition_s: float = 0.5
+    emotion: str = "neutral"
+    audio_window: int = 16
+    idle: IdleConfig = field(default_factory=IdleConfig)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad setting."""
+        if not (8 <= self.width <= 4096 and 8 <= self.height <= 4096):
+            raise ValueError(f"image size must be 8..4096 px, got {self.width}x{self.height}")
+        for name in ("lookahead_s", "output_latency_s", "gap_s", "default_transition_s"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0.0):
+                raise ValueError(f"{name} must be finite and >= 0, got {v}")
+        if not 0.0 <= self.default_intensity <= 1.0:
+            raise ValueError(f"default_intensity must be in [0, 1], got {self.default_intensity}")
+        emotion_index(self.emotion)
+
+
+@dataclass
+class FeedResult:
+    """What :meth:`Engine.feed_audio` did with a chunk (times in seconds)."""
+
+    accepted_s: float = 0.0
+    start: Optional[float] = None
+    new_utterance: bool = False
+    warnings: list = field(default_factory=list)
+
+
+# --- fallbacks for missing stages ----------------------------------------------------------------
+
+class LoudnessStream:
+    """Stand-in audio-to-expression stream: the jaw follows the loudness (RMS) of the audio.
+
+    Same surface as ``StreamingA2E``: ``push``, ``reset``, ``final_until``,
+    ``coefficients(t, emotion, intensity) -> [52]``, ``features(t, window) -> None``.
+    """
+
+    rate = 16000
+    hop = 160  # 10 ms envelope frames
+
+    def __init__(self, lookahead_s: float = 0.0) -> None:
+        self.lookahead_s = lookahead_s
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all audio."""
+        self._env: list = []
+        self._tail = np.zeros(0, dtype=np.float32)
+
+    def push(self, samples: np.ndarray, rate: int) -> None:
+        """Append mono samples at ``rate`` Hz (resampled linearly to 16 kHz)."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if rate != self.rate and x.size:
+            n = int(round(x.size * self.rate / rate))
+            x = np.interp(np.arange(n) * (rate / self.rate), np.arange(x.size), x)
+        x = np.concatenate([self._tail, x.astype(np.float32)])
+        n = x.size // self.hop
+        if n:
+            frames = x[: n * self.hop].reshape(n, self.hop)
+            self._env.extend(np.sqrt((frames ** 2).mean(axis=1)).tolist())
+        self._tail = x[n * self.hop:]
+
+    @property
+    def final_until(self) -> float:
+        """Seconds of audio whose outputs are final."""
+        return len(self._env) * self.hop / self.rate
+
+    def coefficients(self, t: float, emotion: int = NEUTRAL,
+                     intensity: float = 0.0) -> np.ndarray:
+        """Return ARKit coefficients ``[52]``: jawOpen from the 30 ms RMS around ``t``."""
+        out = np.zeros(NUM_ARKIT, dtype=np.float32)
+        i = int(t * self.rate / self.hop)
+        if self._env and i >= 0:
+            lo, hi = max(i - 1, 0), min(i + 2, len(self._env))
+            if lo < hi:
+                rms = float(np.mean(self._env[lo:hi]))
+                db = 20.0 * math.log10(max(rms, 1e-6))
+                out[JAW] = min(max((db + 45.0) / 30.0, 0.0), 1.0) * 0.6
+        return out
+
+    def features(self, t: float, window: int) -> None:
+        """Return None: no audio features without the model."""
+        return None
+
+
+def schematic_face(coeffs: np.ndarray, width: int, height: int,
+                   background: Tuple[int, int, int], head_deg: Tuple[float, float, float],
+                   emotion: int, intensity: float) -> np.ndarray:
+    """Draw a flat face ``uint8 [H, W, 3]`` from ARKit coefficients (used without a renderer)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    s = min(width, height)
+    cx = width / 2 + head_deg[0] / 30.0 * 0.15 * s
+    cy = height / 2 - head_deg[1] / 30.0 * 0.15 * s
+    u, v = (xs - cx) / s, (ys - cy) / s
+    img = np.empty((height, width, 3), dtype=np.float32)
+    img[:] = background
+    skin = np.array([224, 178, 150], dtype=np.float32)
+    img[(u / 0.34) ** 2 + (v / 0.44) ** 2 < 1.0] = skin
+    c = coeffs
+    for side, sx in (("Left", 0.13), ("Right", -0.13)):  # avatar's left on the image right
+        blink = c[ARKIT_INDEX["eyeBlink" + side]]
+        eh = 0.045 * (1.0 - 0.95 * blink)
+        eye = ((u - sx) / 0.07) ** 2 + ((v + 0.08) / max(eh, 1e-3)) ** 2 < 1.0
+        img[eye] = (250, 250, 250)
+        gx = (c[ARKIT_INDEX["eyeLookOut" + side]] - c[ARKIT_INDEX["eyeLookIn" + side]])
+        gx = gx if side == "Left" else -gx
+        gy = c[ARKIT_INDEX["eyeLookDown" + side]] - c[ARKIT_INDEX["eyeLookUp" + side]]
+        pupil = ((u - sx - 0.04 * gx) ** 2 + (v + 0.08 - 0.03 * gy) ** 2 < 0.022 ** 2) & eye
+        img[pupil] = (40, 30, 25)
+        brow_y = -0.17 - 0.04 * c[ARKIT_INDEX["browInnerUp"]] + 0.03 * c[
+            ARKIT_INDEX["browDown" + side]]
+        img[(np.abs(u - sx) < 0.07) & (np.abs(v - brow_y) < 0.012)] = (90, 60, 40)
+    jaw = c[JAW]
+    smile = 0.5 * (c[ARKIT_INDEX["mouthSmileLeft"]] + c[ARKIT_INDEX["mouthSmileRight"]])
+    frown = 0.5 * (c[ARKIT_INDEX["mouthFrownLeft"]] + c[ARKIT_INDEX["mouthFrownRight"]])
+    mouth_v = v - 0.2 + (smile - frown) * 0.25 * (u / 0.12) ** 2 * -1.0
+    mouth = (np.abs(u) < 0.12) & (np.abs(mouth_v) < 0.01 + 0.09 * jaw)
+    img[mouth] = (120, 40, 45)
+    return img.astype(np.uint8)
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+class _Stream:
+    """Per-utterance audio-model state: queued audio fed to the model on demand."""
+
+    def __init__(self, model_stream: Any) -> None:
+        self.model = model_stream
+        self.pending: Deque[Tuple[np.ndarray, int]] = deque()
+        self.pushed_s = 0.0
+        self.queued_s = 0.0
+
+    def feed_until(self, u: float) -> None:
+        """Push queued audio to the model until utterance time ``u`` is covered."""
+        while self.pending and self.pushed_s < u:
+            samples, rate = self.pending[0]
+            room = u - self.pushed_s
+            take = max(int(math.ceil(room * rate)), 1)
+            # push long messages in slices of at most 0.5 s so one frame never does it all
+            take = min(take, samples.size, max(int(0.5 * rate), 1))
+            self.model.push(samples[:take], rate)
+            self.pushed_s += take / rate
+            if take >= samples.size:
+                self.pending.popleft()
+            else:
+                self.pending[0] = (samples[take:], rate)
+
+
+class Engine:
+    """Audio + emotion commands in, face frames out; see the module docstring."""
+
+    def __init__(self, config: Optional[EngineConfig] = None,
+                 clock: Callable[[], float] = time.monotonic, head: Any = None) -> None:
+        self.config = config or EngineConfig()
+        self.config.validate()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.timeline = AudioTimeline(TimelineConfig(
+            output_latency_s=self.config.output_latency_s, gap_s=self.config.gap_s))
+        self.ramp = EmotionRamp(self.config.emotion, self.config.default_intensity)
+        self.idle = IdleBehaviour(self.config.idle)
+        self._limit = LogLimiter(2.0)
+        self.head = head if head is not None else load_head(self.config)
+        self.stages = dict(self.head.stages)
+        self.device = getattr(self.head, "device", "cpu")
+
+    # --- inputs (any thread, cheap) ---------------------------------------------------------
+
+    def feed_audio(self, samples: np.ndarray, rate: float,
+                   playback_time: Optional[float] = None,
+                   arrival_time: Optional[float] = None) -> FeedResult:
+        """Queue audio for playback-synchronised animation.
+
+        Args:
+            samples: ``[S]`` mono (or ``[S, C]``, averaged) float samples in [-1, 1].
+            rate: sample rate in Hz (1 kHz .. 384 kHz).
+            playback_time: playback time (s, engine clock) of the first sample, when known
+                (stamped audio); None plays it as soon as the sink can (see timeline).
+            arrival_time: when it was received (s, engine clock); default now.
+
+        Returns a :class:`FeedResult`; problems that can be repaired (NaN/inf samples,
+        clipping, too much queued audio) are listed in ``warnings``.
+
+        Raises ValueError for input that cannot be used at all (bad rate, wrong shape).
+        """
+        result = FeedResult()
+        if not (isinstance(rate, (int, float, np.integer, np.floating)) and math.isfinite(rate)
+                and MIN_RATE <= rate <= MAX_RATE):
+            raise ValueError(f"sample rate must be {MIN_RATE}..{MAX_RATE} Hz, got {rate!r}")
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim == 2:
+            x = x.mean(axis=1)
+        if x.ndim != 1:
+            raise ValueError(f"audio must be [S] or [S, C], got shape {list(x.shape)}")
+        if x.size == 0:
+            result.warnings.append("empty audio message ignored")
+            return result
+        bad = ~np.isfinite(x)
+        if bad.any():
+            x = np.where(bad, np.float32(0.0), x)
+            result.warnings.append(f"{int(bad.sum())} NaN/inf samples replaced by silence")
+        if np.abs(x).max() > 1.0:
+            x = np.clip(x, -1.0, 1.0)
+            result.warnings.append("samples outside [-1, 1] clipped")
+        now = self.clock() if arrival_time is None else arrival_time
+        rate = int(round(rate))
+        with self._lock:
+            room = MAX_QUEUED_AUDIO_S - self.timeline.queued_s(now)
+            if x.size / rate > room:
+                keep = max(int(room * rate), 0)
+                result.warnings.append(
+                    f"more than {MAX_QUEUED_AUDIO_S:.0f} s of audio queued; dropped the last "
+                    f"{(x.size - keep) / rate:.1f} s of this message")
+                x = x[:keep]
+                if keep == 0:
+                    return result
+            place = self.timeline.place(x.size / rate, now, playback_time)
+            utt = place.utterance
+            if place.new:
+                utt.payload = _Stream(self.head.new_stream())
+            stream: _Stream = utt.payload
+            if place.pad_s > 0.0:
+                stream.pending.append((np.zeros(int(round(place.pad_s * rate)), np.float32),
+                                       rate))
+            stream.pending.append((x, rate))
+            stream.queued_s += place.pad_s + x.size / rate
+        result.accepted_s = x.size / rate
+        result.start = place.start
+        result.new_utterance = place.new
+        return result
+
+    def set_emotion(self, name: str, intensity: Optional[float] = None,
+                    transition_s: Optional[float] = None, t: Optional[float] = None) -> None:
+        """Command an emotion; the face ramps to it over ``transition_s``; last command wins.
+
+        ``intensity`` in [0, 1] (clamped) and ``transition_s`` default to the config's
+        ``default_intensity`` / ``default_transition_s``. Raises ValueError on unknown names
+        (the message lists the valid ones).
+        """
+        intensity = self.config.default_intensity if intensity is None else float(intensity)
+        trans = self.config.default_transition_s if transition_s is None else float(transition_s)
+        with self._lock:
+            self.ramp.set(name, intensity, trans, self.clock() if t is None else t)
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Change settings at run time (camera, background, idle, emotion defaults, latency)."""
+        with self._lock:
+            idle_changes = changes.pop("idle", None)
+            for key, value in changes.items():
+                if not hasattr(self.config, key):
+                    raise ValueError(f"unknown engine setting {key!r}")
+                setattr(self.config, key, value)
+            self.config.validate()
+            self.timeline.config.output_latency_s = self.config.output_latency_s
+            self.timeline.config.gap_s = self.config.gap_s
+            if idle_changes:
+                new_idle = IdleConfig(**{**asdict(self.idle.config), **idle_changes})
+                self.idle.reconfigure(new_idle)
+                self.config.idle = new_idle
+
+    # --- output (one render thread) -----------------------------------------------------------
+
+    def frame(self, t: Optional[float] = None) -> Tuple[np.ndarray, Dict[str, Any]]:
+        """Render the face shown at playback time ``t`` (s, engine clock; default now).
+
+        Returns ``(rgb uint8 [H, W, 3], state)``; ``state`` holds ``t``, ``emotion``,
+        ``intensity`` (shown now), ``target_emotion``, ``target_intensity``, ``speaking``,
+        ``mouth_open`` (jawOpen in [0, 1]), ``utterance``, ``utterance_time``, ``lag_s``
+        (how far the expression lags the audio because the lookahead was not there yet),
+        ``latency_s`` (now minus the arrival of the audio shown; None when silent) and
+        ``timings_ms`` per stage.
+        """
+        t = self.clock() if t is None else float(t)
+        t_start = time.perf_counter()
+        with self._lock:
+            for old in self.timeline.prune(t):
+                old.payload = None
+            utt, u = self.timeline.at(t)
+            speaking = utt is not None and 0.0 <= u < utt.duration_s
+            emotion, intensity = self.ramp.at(t)
+            target = self.ramp.target
+            idle = self.idle.at(t, speaking)
+            cfg = self.config
+            stream = utt.payload if utt is not None else None
+            arrival = utt.arrival_of(u) if (utt is not None and speaking) else None
+            # snapshot of pending audio for this frame: move what is needed under the lock
+            if stream is not None:
+                stream.feed_until(u + cfg.lookahead_s + 0.25)
+        lag = 0.0
+        u_shown = u
+        if stream is not None:
+            final = stream.model.final_until
+            needed = min(u, stream.queued_s - cfg.lookahead_s)
+            if speaking and final < needed:
+                # the audio for t + lookahead has not arrived: show the last final output
+                lag = needed - final
+                u_shown = max(final, 0.0)
+                self._warn("lookahead", f"audio lags playback: the face shows audio {lag*1e3:.0f}"
+                           f" ms old because the model lookahead ({cfg.lookahead_s*1e3:.0f} ms)"
+                           f" exceeds the audio received; raise output_latency_s")
+        rgb, coeffs, timings = self.head.render(
+            stream.model if stream is not None else None, u_shown, emotion, intensity, idle, cfg)
+        timings["engine_total"] = (time.perf_counter() - t_start) * 1e3
+        now = self.clock()
+        state = {
+            "t": t,
+            "emotion": EMOTIONS[emotion] if intensity > 0.0 else "neutral",
+            "intensity": round(float(intensity), 4),
+            "target_emotion": target[0],
+            "target_intensity": round(float(target[1]), 4),
+            "speaking": bool(speaking),
+            "mouth_open": round(float(coeffs[JAW]), 4),
+            "blink": round(float(idle.blink), 3),
+            "utterance": utt.uid if utt is not None else None,
+            "utterance_time": round(float(u), 4) if utt is not None else None,
+            "lag_s": round(lag, 4),
+            "latency_s": (round(now - arrival, 4) if arrival is not None else None),
+            "audio_arrival": arrival,
+            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+        }
+        return rgb, state
+
+    def _warn(self, key: str, message: str) -> None:
+        skipped = self._limit(key)
+        if skipped is not None:
+            LOG.warning(message + (f" ({skipped} similar suppressed)" if skipped else ""))
+
+    @property
+    def queued_utterances(self) -> Tuple[Utterance, ...]:
+        """The utterances on the timeline (for inspection and tests)."""
+        return self.timeline.utterances
+
+
+# --- stages --------------------------------------------------------------------------------------
+
+class FallbackHead:
+    """The loudness-driven jaw and the schematic face: runs with no trained stage at all."""
+
+    device = "cpu"
+
+    def __init__(self, config: EngineConfig, stages: Optional[Dict[str, str]] = None) -> None:
+        self.stages = stages or {"a2e": "missing", "avatar": "missing",
+                                 "residual": "missing", "render": "missing"}
+        self.lookahead_s = config.lookahead_s
+
+    def new_stream(self) -> LoudnessStream:
+        """Return a fresh per-utterance audio stream."""
+        return LoudnessStream(self.lookahead_s)
+
+    def render(self, stream: Any, u: float, emotion: int, intensity: float, idle: IdleState,
+               cfg: EngineConfig) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+        """Return ``(rgb, coeffs[52], timings_ms)`` for utterance time ``u``."""
+        t0 = time.perf_counter()
+        coeffs = (stream.coefficients(u, emotion, intensity) if stream is not None
+                  else np.zeros(NUM_ARKIT, np.float32))
+        coeffs = apply_idle(coeffs, idle)
+        t1 = time.perf_counter()
+        rgb = schematic_face(coeffs, cfg.width, cfg.height, cfg.background, idle.head_deg,
+                             emotion, intensity)
+        t2 = time.perf_counter()
+        return rgb, coeffs, {"audio_model": (t1 - t0) * 1e3, "render": (t2 - t1) * 1e3}
+
+
+def load_head(config: EngineConfig) -> Any:
+    """Build the stage chain for ``config``, logging once which stages run and which are missing.
+
+    Uses :class:`gemo_ros.pipeline.TalkingHead` when the stages are installed; otherwise the
+    :class:`FallbackHead`.
+    """
+    try:
+        from gemo_ros import pipeline  # noqa: F401  (optional until the stages land)
+    except ImportError as exc:
+        LOG.warning("stages missing (%s): the jaw follows the loudness of the audio and a "
+                    "flat schematic face is drawn instead of the Gaussian head", exc)
+        return FallbackHead(config)
+    return FallbackHead(config)

@@ -1,0 +1,498 @@
+"""The ``avatar_node``: a thin rclpy node over :class:`gemo_ros.engine.Engine`.
+
+Topics (relative names, so a namespace moves them all):
+
+* sub ``audio`` (audio_common_msgs/AudioData), ``audio_info`` (AudioInfo),
+  ``audio_stamped`` (AudioDataStamped), ``emotion`` (std_msgs/String) — reliable QoS;
+* pub ``face/image`` (sensor_msgs/Image rgb8, sensor-data QoS), optional
+  ``face/image/compressed`` (JPEG), ``face/state`` (std_msgs/String JSON).
+
+A timer at ``fps`` wakes a render thread, which asks the engine for the frame of the
+playback time it will be shown at and publishes it stamped with that time; subscription
+callbacks only queue work, so they never wait for a render. Bad input is logged (one line
+per kind of problem per few seconds) and never stops the frames.
+"""
+
+import functools
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import asdict
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import rclpy
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+from gemo_ros import ros_io
+from gemo_ros.behaviour import IdleConfig
+from gemo_ros.engine import Engine, EngineConfig, LogLimiter
+
+NODE_NAME = "avatar_node"
+#: CPU render sizes tried (largest first) when ``width``/``height`` are 0 (auto).
+CPU_SIZES = (256, 224, 192, 160, 128, 96)
+GPU_SIZE = 512
+
+_IDLE = IdleConfig()
+_ENG = EngineConfig()
+
+
+def _p(default: Any, description: str, lo: Optional[float] = None, hi: Optional[float] = None,
+       read_only: bool = False, step: Optional[float] = None) -> Dict[str, Any]:
+    return {"default": default, "description": description, "range": (lo, hi),
+            "read_only": read_only, "step": step}
+
+
+#: Every parameter of the node: name -> default, description, range, read-only.
+#: config/avatar.yaml lists the same names (a test keeps them in step).
+PARAMETERS: Dict[str, Dict[str, Any]] = {
+    "device": _p("auto", "compute device: auto (CUDA+gsplat when present, else CPU+torch), "
+                 "cpu, cuda, cuda:N", read_only=True),
+    "avatar": _p("default", "Gaussian avatar: 'default' or a path", read_only=True),
+    "a2e_model": _p("default", "audio-to-expression model: 'default' or a path",
+                    read_only=True),
+    "residual_model": _p("default", "emotion residual weights: 'default', a path or 'none'",
+                         read_only=True),
+    "width": _p(0, "image width in px; 0 = auto (512 on GPU, the largest size the CPU "
+                "keeps up with at fps, <= 256)", 0, 4096, read_only=True, step=1),
+    "height": _p(0, "image height in px; 0 = same as width", 0, 4096, read_only=True, step=1),
+    "fps": _p(25.0, "frames per second published", 1.0, 120.0, read_only=True),
+    "frame_id": _p("face", "frame_id of the published images"),
+    "publish_compressed": _p(False, "also publish face/image/compressed (JPEG)",
+                             read_only=True),
+    "jpeg_quality": _p(85, "JPEG quality of face/image/compressed", 1, 100, step=1),
+    "render_ahead": _p(True, "render each frame for the time it will be published at "
+                       "(now + measured render time) rather than for now"),
+    "camera.yaw_deg": _p(0.0, "camera yaw around the head (deg); + sees the avatar's left "
+                         "cheek", -90.0, 90.0),
+    "camera.pitch_deg": _p(0.0, "camera pitch (deg); + looks down from above", -60.0, 60.0),
+    "camera.distance": _p(_ENG.camera_distance, "camera distance from the head centre (m)",
+                          0.2, 3.0),
+    "camera.fov_deg": _p(_ENG.camera_fov_deg, "vertical field of view (deg)", 5.0, 120.0),
+    "background": _p(list(_ENG.background), "background colour [r, g, b], 0-255"),
+    "audio.sample_rate": _p(16000, "sample rate of /audio in Hz (audio_info overrides)",
+                            1000, 384000, step=1),
+    "audio.channels": _p(1, "interleaved channels of /audio (audio_info overrides)", 1, 32,
+                         step=1),
+    "audio.sample_format": _p("S16LE", "S16LE, S32LE, F32LE or U8 (audio_info overrides)"),
+    "audio.coding_format": _p("wave", "only raw PCM ('wave') is decoded"),
+    "audio.lookahead_s": _p(_ENG.lookahead_s, "audio-model lookahead (s): an output is final "
+                            "once audio this far past it has arrived", 0.0, 1.0,
+                            read_only=True),
+    "audio.output_latency_s": _p(_ENG.output_latency_s, "delay (s) from the arrival of "
+                                 "unstamped audio to its playback by the loudspeaker; keep it "
+                                 ">= lookahead_s", 0.0, 5.0),
+    "audio.gap_s": _p(_ENG.gap_s, "a playback pause longer than this (s) ends an utterance",
+                      0.05, 10.0),
+    "emotion.initial": _p("neutral", "emotion at start-up", read_only=True),
+    "emotion.default_intensity": _p(_ENG.default_intensity, "intensity used when a command "
+                                    "gives none", 0.0, 1.0),
+    "emotion.default_transition_s": _p(_ENG.default_transition_s, "ramp time (s) used when "
+                                       "a command gives none", 0.0, 10.0),
+    "idle.enabled": _p(_IDLE.enabled, "idle life: blinks, gaze saccades, breathing, head motion"),
+    "idle.seed": _p(_IDLE.seed, "random seed of the idle behaviour", 0, 2 ** 31 - 1, step=1),
+    "idle.blink_interval_s": _p(_IDLE.blink_interval_s, "mean time between blinks (s)",
+                                0.5, 30.0),
+    "idle.blink_duration_s": _p(_IDLE.blink_duration_s, "duration of one blink (s)",
+                                0.05, 1.0),
+    "idle.double_blink_prob": _p(_IDLE.double_blink_prob, "probability of a double blink",
+                                 0.0, 1.0),
+    "idle.saccade_interval_s": _p(_IDLE.saccade_interval_s, "mean time between gaze shifts (s)",
+                                  0.2, 30.0),
+    "idle.saccade_amplitude_deg": _p(_IDLE.saccade_amplitude_deg, "typical gaze shift (deg)",
+                                     0.0, 20.0),
+    "idle.breathing_rate_hz": _p(_IDLE.breathing_rate_hz, "breaths per second", 0.0, 1.0),
+    "idle.breathing_amplitude_deg": _p(_IDLE.breathing_amplitude_deg, "head pitch of a breath "
+                                       "(deg)", 0.0, 5.0),
+    "idle.head_motion_deg": _p(_IDLE.head_motion_deg, "amplitude of the slow head motion (deg)",
+                               0.0, 15.0),
+    "idle.head_motion_hz": _p(_IDLE.head_motion_hz, "typical frequency of the head motion (Hz)",
+                              0.0, 1.0),
+    "idle.speaking_head_gain": _p(_IDLE.speaking_head_gain, "head-motion gain while speaking",
+                                  0.0, 5.0),
+}
+
+#: node parameter -> engine setting, for the ones changeable at run time
+_ENGINE_KEYS = {
+    "camera.yaw_deg": "camera_yaw_deg", "camera.pitch_deg": "camera_pitch_deg",
+    "camera.distance": "camera_distance", "camera.fov_deg": "camera_fov_deg",
+    "audio.output_latency_s": "output_latency_s", "audio.gap_s": "gap_s",
+    "emotion.default_intensity": "default_intensity",
+    "emotion.default_transition_s": "default_transition_s",
+}
+
+
+def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a subscription callback so that no exception ever reaches the executor."""
+    @functools.wraps(callback)
+    def wrapper(self: "AvatarNode", msg: Any) -> None:
+        try:
+            callback(self, msg)
+        except Exception as exc:  # noqa: BLE001 - bad input must never stop the node
+            self._warn("callback:" + callback.__name__,
+                       f"{callback.__name__} failed on a message: {type(exc).__name__}: {exc}",
+                       error=True)
+    return wrapper
+
+
+def _descriptor(name: str, spec: Dict[str, Any]) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=spec["description"], read_only=spec["read_only"])
+    lo, hi = spec["range"]
+    if lo is not None:
+        if isinstance(spec["default"], int) and not isinstance(spec["default"], bool):
+            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        else:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(lo),
+                                                            to_value=float(hi), step=0.0)]
+    return desc
+
+
+class AvatarNode(Node):
+    """Subscribes to audio and emotion commands, publishes the rendered face."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for name, spec in PARAMETERS.items():
+            self.declare_parameter(name, spec["default"], _descriptor(name, spec))
+        self._limit = LogLimiter(3.0)
+        self._audio_lock = threading.Lock()
+        self._audio_format = self._format_from_params()
+        self._info_format: Optional[Tuple[int, int, str]] = None
+        self._coding_ok = True
+        self.engine = self._make_engine()
+        self._fps = float(self._param("fps"))
+        self._choose_size()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        inputs = ReentrantCallbackGroup()
+        from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import String
+
+        self._String = String
+        self.create_subscription(AudioData, "audio", self._on_audio, reliable,
+                                 callback_group=inputs)
+        self.create_subscription(AudioDataStamped, "audio_stamped", self._on_audio_stamped,
+                                 reliable, callback_group=inputs)
+        self.create_subscription(AudioInfo, "audio_info", self._on_audio_info,
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+                                 callback_group=inputs)
+        self.create_subscription(String, "emotion", self._on_emotion, reliable,
+                                 callback_group=inputs)
+        self._pub_image = self.create_publisher(Image, "face/image", qos_profile_sensor_data)
+        self._pub_jpeg = (self.create_publisher(CompressedImage, "face/image/compressed",
+                                                qos_profile_sensor_data)
+                          if self._param("publish_compressed") else None)
+        self._pub_state = self.create_publisher(String, "face/state", 10)
+
+        self._published: deque = deque(maxlen=int(self._fps * 2) + 2)
+        self._render_s = 0.0
+        self._overruns = 0
+        self._frames = 0
+        self._tick = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._render_loop, name="avatar_render",
+                                        daemon=True)
+        self._thread.start()
+        self._timer = self.create_timer(1.0 / self._fps, self._on_timer,
+                                        callback_group=MutuallyExclusiveCallbackGroup())
+        cfg = self.engine.config
+        missing = [k for k, v in self.engine.stages.items() if str(v).startswith("missing")]
+        self.get_logger().info(
+            f"publishing {cfg.width}x{cfg.height} rgb8 at {self._fps:g} fps on "
+            f"{self.resolve_topic_name('face/image')}; device {self.engine.device}; stages "
+            + ", ".join(f"{k}={v}" for k, v in self.engine.stages.items())
+            + (f"; MISSING: {', '.join(missing)}" if missing else ""))
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _format_from_params(self) -> Tuple[int, int, str]:
+        fmt = ros_io.normalise_sample_format(self._param("audio.sample_format"))
+        ros_io.check_coding_format(self._param("audio.coding_format"))
+        return int(self._param("audio.sample_rate")), int(self._param("audio.channels")), fmt
+
+    def _idle_config(self) -> IdleConfig:
+        return IdleConfig(**{k: self._param("idle." + k) for k in asdict(_IDLE)})
+
+    def _make_engine(self) -> Engine:
+        w = int(self._param("width"))
+        h = int(self._param("height")) or w
+        bg = self._background(self._param("background"))
+        cfg = EngineConfig(
+            width=w or 256, height=h or w or 256, device=self._param("device"),
+            avatar=self._param("avatar"), a2e=self._param("a2e_model"),
+            residual=self._param("residual_model"),
+            camera_yaw_deg=self._param("camera.yaw_deg"),
+            camera_pitch_deg=self._param("camera.pitch_deg"),
+            camera_distance=self._param("camera.distance"),
+            camera_fov_deg=self._param("camera.fov_deg"), background=bg,
+            lookahead_s=self._param("audio.lookahead_s"),
+            output_latency_s=self._param("audio.output_latency_s"),
+            gap_s=self._param("audio.gap_s"),
+            default_intensity=self._param("emotion.default_intensity"),
+            default_transition_s=self._param("emotion.default_transition_s"),
+            emotion=self._param("emotion.initial"), idle=self._idle_config())
+        engine = Engine(cfg, clock=self._now)
+        if cfg.lookahead_s > cfg.output_latency_s:
+            self.get_logger().warning(
+                f"audio.output_latency_s ({cfg.output_latency_s} s) < audio.lookahead_s "
+                f"({cfg.lookahead_s} s): the face will lag unstamped audio by the difference")
+        return engine
+
+    def _choose_size(self) -> None:
+        """Pick the image size when width/height are 0: the GPU size, or what the CPU sustains."""
+        if int(self._param("width")):
+            return
+        if str(self.engine.device).startswith("cuda"):
+            self.engine.reconfigure(width=GPU_SIZE, height=GPU_SIZE)
+            return
+        budget = 0.8 / self._fps
+        chosen = CPU_SIZES[-1]
+        for size in CPU_SIZES:
+            self.engine.reconfigure(width=size, height=size)
+            times = []
+            for k in range(3):
+                t0 = time.perf_counter()
+                self.engine.frame(self._now())
+                times.append(time.perf_counter() - t0)
+            if min(times[1:]) <= budget:
+                chosen = size
+                break
+        self.engine.reconfigure(width=chosen, height=chosen)
+        self.get_logger().info(f"width/height auto on CPU: {chosen}x{chosen} keeps up with "
+                               f"{self._fps:g} fps (set width/height to override)")
+
+    @staticmethod
+    def _background(value: Any) -> Tuple[int, int, int]:
+        vals = list(value) if value is not None else []
+        if len(vals) != 3 or not all(0 <= int(v) <= 255 for v in vals):
+            raise ValueError(f"background must be [r, g, b] with 0-255 values, got {vals}")
+        return int(vals[0]), int(vals[1]), int(vals[2])
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _warn(self, key: str, message: str, error: bool = False) -> None:
+        """Log one line per kind of problem per few seconds, counting the ones left out."""
+        skipped = self._limit(key)
+        if skipped is None:
+            return
+        if skipped:
+            message += f" ({skipped} more like this since the last report)"
+        # rclpy fixes the severity per call site, hence two calls
+        if error:
+            self.get_logger().error(message)
+        else:
+            self.get_logger().warning(message)
+
+    # --- parameters at run time ---------------------------------------------------------------
+
+    def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        changes: Dict[str, Any] = {}
+        idle: Dict[str, Any] = {}
+        audio_changed = False
+        try:
+            for p in params:
+                if p.name in _ENGINE_KEYS:
+                    v = float(p.value)
+                    if not math.isfinite(v):
+                        raise ValueError(f"{p.name} must be finite")
+                    changes[_ENGINE_KEYS[p.name]] = v
+                elif p.name == "background":
+                    changes["background"] = self._background(p.value)
+                elif p.name.startswith("idle."):
+                    idle[p.name[5:]] = p.value
+                elif p.name.startswith("audio."):
+                    audio_changed = True
+            if audio_changed:
+                merged = {p.name: p.value for p in params}
+                fmt = ros_io.normalise_sample_format(
+                    merged.get("audio.sample_format", self._param("audio.sample_format")))
+                ros_io.check_coding_format(
+                    merged.get("audio.coding_format", self._param("audio.coding_format")))
+                rate = int(merged.get("audio.sample_rate", self._param("audio.sample_rate")))
+                ch = int(merged.get("audio.channels", self._param("audio.channels")))
+                with self._audio_lock:
+                    self._audio_format = (rate, ch, fmt)
+            if idle:
+                changes["idle"] = idle
+            if changes:
+                self.engine.reconfigure(**changes)
+        except (ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    @_guarded
+    def _on_audio_info(self, msg: Any) -> None:
+        try:
+            ros_io.check_coding_format(msg.coding_format)
+        except ros_io.AudioFormatError as exc:
+            self._coding_ok = False
+            self._warn("audio_info_coding", f"audio_info: {exc}; /audio is ignored until "
+                       f"audio_info announces raw PCM", error=True)
+            return
+        try:
+            fmt = ros_io.normalise_sample_format(msg.sample_format or "S16LE")
+            if msg.sample_rate < 1000 or msg.channels < 1:
+                raise ros_io.AudioFormatError(
+                    f"sample_rate {msg.sample_rate} Hz / channels {msg.channels} unusable "
+                    f"(need >= 1000 Hz and >= 1 channel)")
+        except ros_io.AudioFormatError as exc:
+            self._warn("audio_info_format", f"audio_info ignored: {exc}", error=True)
+            return
+        with self._audio_lock:
+            self._coding_ok = True
+            self._info_format = (int(msg.sample_rate), int(msg.channels), fmt)
+
+    @_guarded
+    def _on_audio(self, msg: Any) -> None:
+        self._feed(msg.data, None)
+
+    @_guarded
+    def _on_audio_stamped(self, msg: Any) -> None:
+        stamp = ros_io.stamp_to_s(msg.header.stamp)
+        if stamp <= 0.0:
+            self._warn("stamp_zero", "audio_stamped with a zero stamp: played as unstamped audio")
+            stamp = None
+        self._feed(msg.audio.data, stamp)
+
+    def _feed(self, data: Any, playback_time: Optional[float]) -> None:
+        arrival = self._now()
+        with self._audio_lock:
+            coding_ok = self._coding_ok
+            rate, channels, fmt = self._info_format or self._audio_format
+        if not coding_ok:
+            self._warn("audio_coding", "audio dropped: audio_info says it is not raw PCM; "
+                       + ros_io.AUDIO_CAPTURE_HINT, error=True)
+            return
+        try:
+            samples, dropped = ros_io.pcm_from_bytes(data, fmt, channels)
+            if dropped:
+                self._warn("audio_odd", f"audio message of {len(data)} bytes is not a whole "
+                           f"number of {fmt} x {channels}-channel frames; ignored the last "
+                           f"{dropped} bytes")
+            if samples.size == 0:
+                self._warn("audio_empty", "empty audio message ignored")
+                return
+            result = self.engine.feed_audio(samples, rate, playback_time, arrival)
+        except (ValueError, TypeError) as exc:
+            self._warn("audio_error", f"audio message dropped: {exc}", error=True)
+            return
+        for w in result.warnings:
+            self._warn("audio_warning_" + w[:10], f"audio: {w}")
+
+    @_guarded
+    def _on_emotion(self, msg: Any) -> None:
+        try:
+            cmd = ros_io.parse_emotion_command(msg.data)
+            self.engine.set_emotion(cmd.emotion, cmd.intensity, cmd.transition_s)
+        except ValueError as exc:
+            text = msg.data if len(msg.data) <= 60 else msg.data[:57] + "..."
+            # one report stream per kind of problem (unknown name, bad JSON, ...)
+            kind = " ".join(str(exc).split()[:2])
+            self._warn("emotion_error:" + kind, f"/emotion {text!r} ignored: {exc}")
+            return
+        for w in cmd.warnings:
+            self._warn("emotion_warning", f"/emotion {msg.data!r}: {w}")
+
+    # --- frames -------------------------------------------------------------------------------
+
+    def _on_timer(self) -> None:
+        if self._tick.is_set():
+            self._overruns += 1  # the render thread is still busy with the previous tick
+        self._tick.set()
+
+    def _render_loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._tick.wait(0.1):
+                continue
+            self._tick.clear()
+            try:
+                self._render_once()
+            except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the loop
+                if self._stop.is_set() or not rclpy.ok():
+                    break
+                self._warn("render_error", f"frame failed: {type(exc).__name__}: {exc}",
+                           error=True)
+
+    def _render_once(self) -> None:
+        t0 = time.perf_counter()
+        ahead = self._render_s if self._param("render_ahead") else 0.0
+        t_show = self._now() + ahead
+        rgb, state = self.engine.frame(t_show)
+        t1 = time.perf_counter()
+        stamp_ns = int(round(t_show * 1e9))
+        frame_id = self._param("frame_id")
+        img = ros_io.image_msg(rgb, stamp_ns, frame_id)
+        jpeg = (ros_io.compressed_image_msg(rgb, stamp_ns, frame_id,
+                                            self._param("jpeg_quality"))
+                if self._pub_jpeg is not None else None)
+        t2 = time.perf_counter()
+        self._pub_image.publish(img)
+        if jpeg is not None:
+            self._pub_jpeg.publish(jpeg)
+        t3 = time.perf_counter()
+        now = self._now()
+        self._published.append(now)
+        self._frames += 1
+        span = self._published[-1] - self._published[0]
+        fps = (len(self._published) - 1) / span if span > 0 else 0.0
+        self._render_s = 0.8 * self._render_s + 0.2 * (t3 - t0) if self._frames > 1 else t3 - t0
+        timings = state.pop("timings_ms")
+        timings.update(message=(t2 - t1) * 1e3, publish=(t3 - t2) * 1e3,
+                       total=(t3 - t0) * 1e3)
+        arrival = state.pop("audio_arrival", None)
+        state.update(fps=round(fps, 2), frame=self._frames, width=rgb.shape[1],
+                     height=rgb.shape[0], device=str(self.engine.device),
+                     overruns=self._overruns, timings_ms={k: round(v, 2)
+                                                          for k, v in timings.items()})
+        if arrival is not None:
+            state["latency_s"] = round(now - arrival, 4)
+        self._pub_state.publish(self._String(data=json.dumps(state)))
+
+    def shutdown(self) -> None:
+        """Stop the render thread (before the node is destroyed)."""
+        self._stop.set()
+        self._tick.set()
+        self._thread.join(timeout=5.0)
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Run the avatar node until Ctrl-C / SIGINT / SIGTERM; exit 0 on a clean shutdown."""
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    rclpy.init(args=args)
+    # SIGTERM (e.g. from a process manager) shuts down like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    try:
+        node = AvatarNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

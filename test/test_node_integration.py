@@ -1,0 +1,347 @@
+"""Integration specifications of avatar_node over real DDS (separate processes).
+
+The node runs as its own process (the ``avatar_node`` console script) on a private
+ROS_DOMAIN_ID; this test process publishes and listens with rclpy.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("audio_common_msgs.msg")
+
+from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo  # noqa: E402
+from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from gemo_ros import ros_io  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
+
+FPS = 20.0
+SIZE = 64
+RATE = 16000
+
+
+def speech_clip(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Return a voiced, vowel-like signal (glottal pulses through two formants), [-1, 1]."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    f0 = 120.0 * (1.0 + 0.05 * np.sin(2 * np.pi * 3.0 * t))
+    phase = np.cumsum(2 * np.pi * f0 / RATE)
+    src = np.sign(np.sin(phase)) * 0.5 + 0.02 * rng.standard_normal(t.size)
+    out = np.zeros_like(src)
+    for freq, bw in ((750.0, 90.0), (1200.0, 110.0)):  # an open /a/
+        r = np.exp(-np.pi * bw / RATE)
+        a1, a2 = -2 * r * np.cos(2 * np.pi * freq / RATE), r * r
+        y = np.zeros_like(src)
+        for i in range(2, src.size):
+            y[i] = src[i] - a1 * y[i - 1] - a2 * y[i - 2]
+        out += y
+    return (0.6 * out / np.abs(out).max()).astype(np.float32)
+
+
+def demo_speech() -> np.ndarray:
+    """Return the bundled demo speech clip (16 kHz mono) when present, else None."""
+    from importlib import resources
+
+    import soundfile as sf
+    try:
+        with resources.as_file(resources.files("gemo_ros") / "assets" / "demo_speech.wav") as p:
+            x, rate = sf.read(str(p), dtype="float32")
+    except (FileNotFoundError, OSError):
+        return None
+    return x if rate == RATE else None
+
+
+class Listener:
+    """Records face/image and face/state of the node under test."""
+
+    def __init__(self, domain: int) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("gemo_test_listener", context=self.context)
+        self.lock = threading.Lock()
+        self.images = []
+        self.states = []
+        self.node.create_subscription(Image, "face/image", self._on_image, qos_profile_sensor_data)
+        self.node.create_subscription(String, "face/state", self._on_state, 50)
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.audio = self.node.create_publisher(AudioData, "audio", reliable)
+        self.audio_stamped = self.node.create_publisher(AudioDataStamped, "audio_stamped", reliable)
+        self.audio_info = self.node.create_publisher(AudioInfo, "audio_info", 10)
+        self.emotion = self.node.create_publisher(String, "emotion", reliable)
+        self.params = self.node.create_client(SetParameters, "/avatar_node/set_parameters")
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - shutdown while spinning
+            pass
+
+    def _on_image(self, msg) -> None:
+        with self.lock:
+            self.images.append((time.monotonic(), msg))
+
+    def _on_state(self, msg) -> None:
+        with self.lock:
+            self.states.append(json.loads(msg.data))
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def wait_for(self, predicate, timeout: float, what: str):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                result = predicate()
+            if result:
+                return result
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def count_images(self) -> int:
+        with self.lock:
+            return len(self.images)
+
+    def frames_keep_coming(self, n: int = 10, timeout: float = 30.0) -> None:
+        start = self.count_images()
+        self.wait_for(lambda: len(self.images) >= start + n, timeout, f"{n} more frames")
+
+    def wait_subscribers(self, publisher, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while publisher.get_subscription_count() == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+
+    def set_parameter(self, name: str, value) -> bool:
+        assert self.params.wait_for_service(timeout_sec=20.0)
+        pv = ParameterValue()
+        if isinstance(value, list):
+            pv.type, pv.integer_array_value = ParameterType.PARAMETER_INTEGER_ARRAY, value
+        else:
+            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, float(value)
+        future = self.params.call_async(SetParameters.Request(
+            parameters=[ParameterMsg(name=name, value=pv)]))
+        end = time.monotonic() + 20.0
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        return future.result().results[0].successful
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def domain():
+    return random.randint(20, 99)
+
+
+@pytest.fixture(scope="module")
+def node_process(domain, tmp_path_factory):
+    """Start avatar_node in its own process; yield (process, log path)."""
+    log = tmp_path_factory.mktemp("node") / "avatar_node.log"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    cmd = [sys.executable, "-m", "gemo_ros.node", "--ros-args",
+           "-p", f"width:={SIZE}", "-p", f"height:={SIZE}", "-p", f"fps:={FPS}",
+           "-p", "frame_id:=test_face", "-p", "audio.output_latency_s:=0.3",
+           "-p", "device:=cpu"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    yield proc, log
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def listener(domain, node_process):
+    lis = Listener(domain)
+    try:
+        lis.wait_for(lambda: len(lis.images) >= 3, 120.0, "the first frames")
+    except AssertionError:
+        print(node_process[1].read_text())
+        raise
+    yield lis
+    lis.close()
+
+
+def test_frames_arrive_with_size_encoding_frame_id_and_increasing_stamps(listener):
+    listener.frames_keep_coming(20)
+    with listener.lock:
+        msgs = [m for _, m in listener.images[-20:]]
+    stamps = [ros_io.stamp_to_s(m.header.stamp) for m in msgs]
+    assert all(m.width == SIZE and m.height == SIZE for m in msgs)
+    assert all(m.encoding == "rgb8" and m.step == 3 * SIZE for m in msgs)
+    assert all(m.header.frame_id == "test_face" for m in msgs)
+    assert all(len(m.data) == SIZE * SIZE * 3 for m in msgs)
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    # the stamps advance at the requested frame rate (loosely: frames may be skipped)
+    assert np.median(np.diff(stamps)) == pytest.approx(1.0 / FPS, rel=0.5)
+
+
+def test_state_reports_emotion_intensity_speaking_fps_and_latency_keys(listener):
+    state = listener.wait_for(lambda: listener.states and listener.states[-1], 30.0, "state")
+    for key in ("emotion", "intensity", "speaking", "fps", "latency_s", "mouth_open", "t"):
+        assert key in state
+
+
+def mouth_edges(states, onset, offset):
+    """Return the (closed, open) frame-time pairs around the first opening and last closing."""
+    seq = sorted((s["t"], s["mouth_open"]) for s in states if onset - 1.0 < s["t"] < offset + 1.0)
+    times = np.array([t for t, _ in seq])
+    mouth = np.array([m for _, m in seq])
+    during = mouth[(times > onset + 0.1) & (times < offset - 0.1)]
+    threshold = 0.25 * during.max()
+    opened = mouth > threshold
+    first = int(np.argmax(opened))
+    last = len(opened) - 1 - int(np.argmax(opened[::-1]))
+    return times, mouth, threshold, first, last
+
+
+def test_speech_onset_and_offset_open_and_close_the_mouth_within_a_frame(listener):
+    rng = np.random.default_rng(0)
+    speech = demo_speech()
+    if speech is not None:
+        # a stretch of the bundled sentence framed by silence (speech starts at 0.512 s)
+        speech = speech[int(0.512 * RATE): int(1.8 * RATE)]
+    else:
+        speech = speech_clip(1.2, rng)
+    silence = np.zeros(int(0.6 * RATE), np.float32)
+    clip = np.concatenate([silence, speech, silence])
+    start = listener.now() + 1.0  # stamped: plays from here, whatever the arrival time
+    onset, offset = start + silence.size / RATE, start + (silence.size + speech.size) / RATE
+    msg = AudioDataStamped()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(start), int((start % 1) * 1e9)
+    msg.audio.data = ros_io._byte_array(ros_io.bytes_from_pcm(clip, "S16LE"))
+    listener.wait_subscribers(listener.audio_stamped)
+    listener.audio_stamped.publish(msg)
+    listener.wait_for(lambda: listener.states and listener.states[-1]["t"] > offset + 0.8,
+                      60.0, "the clip to finish playing")
+    with listener.lock:
+        states = list(listener.states)
+    times, mouth, thr, first, last = mouth_edges(states, onset, offset)
+    frame = 1.0 / FPS
+    assert mouth.max() > 0.05, "the mouth never opened"
+    assert first > 0 and times[first - 1] <= onset + frame and times[first] >= onset - frame
+    assert last < len(times) - 1
+    assert times[last] <= offset + frame and times[last + 1] >= offset - frame
+    speaking = [s["speaking"] for s in states if onset + 0.05 < s["t"] < offset - 0.05]
+    assert speaking and all(speaking)
+
+
+def test_paced_audio_chunks_animate_the_mouth_and_report_latency(listener):
+    rng = np.random.default_rng(1)
+    clip = speech_clip(1.0, rng)
+    listener.wait_subscribers(listener.audio)
+    t_start = listener.now()
+    chunk = int(0.04 * RATE)
+    for k in range(0, clip.size, chunk):
+        listener.audio.publish(AudioData(data=ros_io._byte_array(
+            ros_io.bytes_from_pcm(clip[k:k + chunk], "S16LE"))))
+        time.sleep(0.04)
+    listener.wait_for(lambda: listener.states[-1]["t"] > t_start + 1.6, 30.0, "playback")
+    with listener.lock:
+        talking = [s for s in listener.states if s["t"] > t_start and s["speaking"]]
+    assert talking, "paced audio never made the face speak"
+    assert max(s["mouth_open"] for s in talking) > 0.05
+    latencies = [s["latency_s"] for s in talking if s["latency_s"] is not None]
+    assert latencies and min(latencies) > 0.0
+
+
+def test_emotion_command_changes_the_state_and_ramps(listener):
+    listener.wait_subscribers(listener.emotion)
+    listener.emotion.publish(String(data='{"emotion": "happy", "intensity": 0.8, '
+                                         '"transition": 1.0}'))
+    t_cmd = listener.now()
+    listener.wait_for(lambda: listener.states[-1]["t"] > t_cmd + 1.5, 30.0, "the ramp")
+    with listener.lock:
+        ramp = [s for s in listener.states if s["t"] > t_cmd - 0.2
+                and s["target_emotion"] == "happy"]
+    values = [s["intensity"] for s in ramp]
+    assert ramp and ramp[-1]["emotion"] == "happy" and values[-1] == pytest.approx(0.8)
+    assert any(0.05 < v < 0.75 for v in values), f"no intermediate intensity in {values}"
+    assert all(b >= a - 1e-6 for a, b in zip(values, values[1:]))
+    listener.emotion.publish(String(data="sad:3 0"))
+    listener.wait_for(lambda: listener.states[-1]["emotion"] == "sad"
+                      and listener.states[-1]["intensity"] == 1.0, 30.0, "sad at level 3")
+
+
+def test_background_changes_at_run_time_and_bad_values_are_refused(listener):
+    assert listener.set_parameter("background", [250, 10, 10])
+    listener.wait_for(lambda: listener.images[-1][1].data[0] == 250, 30.0, "new background")
+    assert not listener.set_parameter("background", [300, 0, 0])
+    assert listener.set_parameter("camera.yaw_deg", 20.0)
+    assert not listener.set_parameter("camera.yaw_deg", 500.0)  # outside its declared range
+
+
+def test_bad_input_never_stops_the_frames(listener, node_process):
+    listener.wait_subscribers(listener.audio)
+    # a long utterance is queued first: it must survive everything below
+    long_msg = AudioData(data=ros_io._byte_array(
+        ros_io.bytes_from_pcm(speech_clip(4.0, np.random.default_rng(2)), "S16LE")))
+    listener.audio.publish(long_msg)
+    time.sleep(0.2)
+    listener.audio.publish(AudioData(data=ros_io._byte_array(b"\x01\x02\x03")))   # odd bytes
+    listener.audio.publish(AudioData(data=ros_io._byte_array(b"")))               # empty
+    listener.emotion.publish(String(data="ecstatic 0.5"))                        # unknown
+    listener.emotion.publish(String(data="happy 7"))                             # clamped
+    listener.emotion.publish(String(data='{"emotion": "happy",'))                # bad JSON
+    time.sleep(0.5)  # let these arrive before the burst overwrites the publisher's history
+    for k in range(1000):                                                        # burst
+        listener.emotion.publish(String(data=random.choice(["happy 0.5", "xx", "{", "sad"])))
+    listener.audio_info.publish(AudioInfo(channels=1, sample_rate=0, sample_format="S16LE",
+                                          coding_format="wave"))                 # rate 0
+    listener.audio_info.publish(AudioInfo(channels=1, sample_rate=16000, sample_format="S16LE",
+                                          coding_format="mp3"))                  # mp3
+    listener.audio.publish(AudioData(data=ros_io._byte_array(b"\xff\xfb" * 100)))
+    listener.frames_keep_coming(10)
+    listener.audio_info.publish(AudioInfo(channels=1, sample_rate=16000, sample_format="F32LE",
+                                          coding_format="wave"))
+    time.sleep(0.3)
+    nan = np.full(1600, np.nan, dtype="<f4")
+    listener.audio.publish(AudioData(data=ros_io._byte_array(nan.tobytes())))    # NaN
+    sixty = np.zeros(60 * RATE, dtype="<f4")
+    listener.audio.publish(AudioData(data=ros_io._byte_array(sixty.tobytes())))  # 60 s
+    listener.frames_keep_coming(10)
+    listener.audio_info.publish(AudioInfo(channels=1, sample_rate=16000, sample_format="S16LE",
+                                          coding_format="wave"))
+    with listener.lock:
+        assert any(s["speaking"] for s in listener.states[-40:]), "queued speech was lost"
+    listener.frames_keep_coming(10)
+    assert node_process[0].poll() is None
+    log = node_process[1].read_text()
+    for phrase in ("not a whole number", "unknown emotion", "clamped", "invalid JSON",
+                   "sample_rate 0", "mp3", "NaN"):
+        assert phrase in log, f"no log line about {phrase!r}"
+    assert log.count("unknown emotion") < 20, "the burst was not rate-limited"
+
+
+def test_sigint_shuts_the_node_down_cleanly(listener, node_process):
+    proc, log = node_process
+    listener.frames_keep_coming(3)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert "Traceback" not in log.read_text()
