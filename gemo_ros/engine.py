@@ -39,6 +39,8 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds of audio the engine keeps queued at most; beyond that, new audio is refused.
 MAX_QUEUED_AUDIO_S = 300.0
+#: Gaussians kept on a CPU when max_gaussians is -1 (auto); render time grows with the count.
+CPU_MAX_GAUSSIANS = 12000
 #: Sample rates accepted by feed_audio (Hz).
 MIN_RATE, MAX_RATE = 1000, 384000
 JAW = ARKIT_INDEX["jawOpen"]
@@ -69,6 +71,8 @@ class EngineConfig:
     """Engine settings (the node's parameters map onto these).
 
     Sizes in pixels, angles in degrees, times in seconds, colours as 0-255 RGB.
+    ``max_gaussians``: level of detail (-1 auto: all on CUDA, CPU_MAX_GAUSSIANS on CPU;
+    0 all). ``threads``: torch CPU threads (0 = torch's default).
     """
 
     width: int = 256
@@ -88,7 +92,8 @@ class EngineConfig:
     default_intensity: float = 0.7
     default_transition_s: float = 0.5
     emotion: str = "neutral"
-    audio_window: int = 16
+    max_gaussians: int = -1
+    threads: int = 0
     idle: IdleConfig = field(default_factory=IdleConfig)
 
     def validate(self) -> None:
@@ -248,6 +253,10 @@ class Engine:
         self.ramp = EmotionRamp(self.config.emotion, self.config.default_intensity)
         self.idle = IdleBehaviour(self.config.idle)
         self._limit = LogLimiter(2.0)
+        if self.config.threads > 0:
+            import torch
+
+            torch.set_num_threads(int(self.config.threads))
         self.head = head if head is not None else load_head(self.config)
         self.stages = dict(self.head.stages)
         self.device = getattr(self.head, "device", "cpu")
@@ -441,6 +450,13 @@ class FallbackHead:
         t0 = time.perf_counter()
         coeffs = (stream.coefficients(u, emotion, intensity) if stream is not None
                   else np.zeros(NUM_ARKIT, np.float32))
+        try:
+            from gemo_ros.face.emotion_recipes import combine_with_speech
+
+            coeffs = np.asarray(combine_with_speech(coeffs[None], emotion, intensity)[0],
+                                np.float32)
+        except ImportError:
+            pass
         coeffs = apply_idle(coeffs, idle)
         t1 = time.perf_counter()
         rgb = schematic_face(coeffs, cfg.width, cfg.height, cfg.background, idle.head_deg,
@@ -449,16 +465,185 @@ class FallbackHead:
         return rgb, coeffs, {"audio_model": (t1 - t0) * 1e3, "render": (t2 - t1) * 1e3}
 
 
+def subsample_avatar(avatar: Any, max_gaussians: int, seed: int = 0) -> Any:
+    """Return a level-of-detail copy of a ``GaussianAvatar`` with at most ``max_gaussians``.
+
+    A fixed random subset (seeded) keeps its bindings, parameters and blendshape deltas;
+    every kept Gaussian grows by ``sqrt(N / M)`` per axis (``+0.5 log(N / M)`` on the log
+    scale) so the thinner surface stays covered. Used on CPUs, where render time grows with
+    the Gaussian count. ``max_gaussians <= 0`` or a smaller avatar returns it unchanged.
+    """
+    import torch
+
+    n = int(avatar.num_gaussians)
+    if max_gaussians <= 0 or n <= max_gaussians:
+        return avatar
+    from gemo_ros.avatar.model import GaussianAvatar
+
+    gen = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(n, generator=gen)[: int(max_gaussians)].sort().values
+    idx = idx.to(avatar.binding_faces.device)
+    params = {k: v.detach()[idx].clone() for k, v in avatar.params.items()}
+    params["scale"] = params["scale"] + 0.5 * math.log(n / float(max_gaussians))
+    remap = torch.full((n,), -1, dtype=torch.long, device=idx.device)
+    remap[idx] = torch.arange(idx.numel(), device=idx.device)
+    mapped = remap[avatar.delta_index]
+    keep = mapped >= 0
+    meta = dict(getattr(avatar, "metadata", {}) or {})
+    meta["level_of_detail"] = f"{idx.numel()} of {n} Gaussians"
+    return GaussianAvatar(avatar.face, avatar.binding_faces[idx], avatar.binding_bary[idx],
+                          params, avatar.deltas.detach()[:, keep], mapped[keep], meta)
+
+
+def load_stage_avatar(name: str, max_gaussians: int, device: str) -> Any:
+    """Load the avatar by name or path and apply the level of detail for ``device``."""
+    from gemo_ros.avatar import load_avatar
+
+    avatar = load_avatar(name)
+    if max_gaussians < 0:  # auto: the full avatar on a GPU, CPU_MAX_GAUSSIANS on a CPU
+        max_gaussians = 0 if str(device).startswith("cuda") else CPU_MAX_GAUSSIANS
+    if 0 < max_gaussians < avatar.num_gaussians:
+        LOG.info("level of detail: %d of the avatar's %d Gaussians on %s (max_gaussians)",
+                 max_gaussians, avatar.num_gaussians, device)
+        avatar = subsample_avatar(avatar, max_gaussians)
+    return avatar
+
+
+def _optional_stage(kind: str, name: str) -> Any:
+    """Load the a2e model or the residual; None when disabled or the default is missing."""
+    if str(name).strip().lower() in ("", "none"):
+        LOG.info("%s disabled by configuration", kind)
+        return None
+    try:
+        if kind == "a2e":
+            from gemo_ros.audio import load_a2e
+
+            return load_a2e(name)
+        from gemo_ros.avatar.residual import load_residual
+
+        return load_residual(name)
+    except (FileNotFoundError, ImportError) as exc:
+        if str(name) != "default":
+            raise
+        LOG.warning("%s stage missing (%s)", kind, exc)
+        return None
+
+
+def resolve_device(device: str) -> str:
+    """Map ``auto`` to ``cuda`` when a CUDA device is usable, else ``cpu``; check others."""
+    import torch
+
+    device = str(device).strip().lower() or "auto"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use auto/cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+class PipelineHead:
+    """The method's stages through :class:`gemo_ros.pipeline.TalkingHead`.
+
+    Per frame: ``psi_n`` / ``psi_e`` from the utterance's streaming audio model (or from a
+    silent stream while idle), blinks and gaze overlaid on both (so the emotion
+    displacement is unchanged), the neck pose from idle life, then avatar + residual +
+    render. A stage whose weights are missing is replaced (loudness jaw without the audio
+    model, blendshape-only emotions without the residual) and said once in the log.
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        from gemo_ros.pipeline import RenderSettings, TalkingHead
+
+        self.device = resolve_device(config.device)
+        t0 = time.perf_counter()
+        avatar = load_stage_avatar(config.avatar, config.max_gaussians, self.device)
+        a2e = _optional_stage("a2e", config.a2e)
+        residual = _optional_stage("residual", config.residual)
+        self.head = TalkingHead(avatar, a2e, residual, settings=RenderSettings(),
+                                device=self.device)
+        self._settings_cls = RenderSettings
+        self.lookahead_s = config.lookahead_s
+        backend = "gsplat" if self.device.startswith("cuda") else "torch"
+        self.backend = backend
+        n = int(self.head.canonical.shape[0])
+        self.stages = {
+            "a2e": ("trained model, lookahead %.0f ms" % (1e3 * self._lookahead())
+                    if self.head.a2e is not None else "missing (jaw follows loudness)"),
+            "avatar": f"{config.avatar} ({n} Gaussians)",
+            "residual": (str(config.residual) if self.head.residual is not None
+                         else "missing (emotions by blendshapes only)"),
+            "render": f"{backend} on {self.device}",
+        }
+        LOG.info("stages loaded in %.1f s on %s: %s", time.perf_counter() - t0, self.device,
+                 ", ".join(f"{k}={v}" for k, v in self.stages.items()))
+        self._silence = self.new_stream()
+        self._silence.push(np.zeros(16000, np.float32), 16000)
+        self._silence_t = 0.5
+
+    def _lookahead(self) -> float:
+        from gemo_ros.audio import StreamingA2E
+
+        return StreamingA2E(self.head.a2e, max(self.lookahead_s, 1e-3)).lookahead_s
+
+    def new_stream(self) -> Any:
+        """Return a fresh per-utterance streaming audio model."""
+        if self.head.a2e is None:
+            return LoudnessStream(self.lookahead_s)
+        from gemo_ros.audio import StreamingA2E
+
+        return StreamingA2E(self.head.a2e, max(self.lookahead_s, 1e-3))
+
+    def _coefficients(self, stream: Any, u: float, emotion: int, intensity: float
+                      ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        if stream is None:
+            stream, u = self._silence, self._silence_t
+        psi_n = stream.coefficients(u, NEUTRAL, 0.0)
+        if isinstance(stream, LoudnessStream):
+            from gemo_ros.face.emotion_recipes import combine_with_speech
+
+            psi_e = combine_with_speech(psi_n[None], emotion, float(intensity))[0]
+            return psi_n, np.asarray(psi_e, np.float32), None
+        psi_e = (stream.coefficients(u, emotion, intensity)
+                 if emotion != NEUTRAL and intensity > 0.0 else psi_n)
+        feats = (stream.features(u, self.head.window) if self.head.residual is not None
+                 else None)
+        return psi_n, psi_e, feats
+
+    def render(self, stream: Any, u: float, emotion: int, intensity: float, idle: IdleState,
+               cfg: EngineConfig) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+        """Return ``(rgb uint8 [H, W, 3], psi_e [52] shown, timings_ms)``."""
+        t0 = time.perf_counter()
+        psi_n, psi_e, feats = self._coefficients(stream, max(u, 0.0), emotion, intensity)
+        psi_n = apply_idle(psi_n, idle)
+        psi_e = apply_idle(psi_e, idle)
+        t1 = time.perf_counter()
+        settings = self._settings_cls(
+            width=cfg.width, height=cfg.height, yaw_deg=cfg.camera_yaw_deg,
+            pitch_deg=cfg.camera_pitch_deg, distance=cfg.camera_distance,
+            fov_deg=cfg.camera_fov_deg, background=tuple(c / 255.0 for c in cfg.background))
+        frame = self.head.frame(psi_n, psi_e, feats, emotion, intensity,
+                                idle.neck_rotation(), settings=settings)
+        t2 = time.perf_counter()
+        rgb = frame.to_uint8()
+        t3 = time.perf_counter()
+        timings = {"audio_model": (t1 - t0) * 1e3}
+        timings.update({k: float(v) for k, v in frame.timings_ms.items()})
+        timings["to_uint8"] = (t3 - t2) * 1e3
+        return rgb, psi_e, timings
+
+
 def load_head(config: EngineConfig) -> Any:
     """Build the stage chain for ``config``, logging once which stages run and which are missing.
 
-    Uses :class:`gemo_ros.pipeline.TalkingHead` when the stages are installed; otherwise the
-    :class:`FallbackHead`.
+    Uses :class:`PipelineHead` (the method's stages through ``gemo_ros.pipeline``) when the
+    avatar and renderer load; otherwise the :class:`FallbackHead` (said loudly in the log).
     """
     try:
-        from gemo_ros import pipeline  # noqa: F401  (optional until the stages land)
-    except ImportError as exc:
-        LOG.warning("stages missing (%s): the jaw follows the loudness of the audio and a "
-                    "flat schematic face is drawn instead of the Gaussian head", exc)
+        return PipelineHead(config)
+    except (ImportError, FileNotFoundError) as exc:
+        LOG.warning("the Gaussian head could not be loaded (%s: %s): the jaw follows the "
+                    "loudness of the audio and a flat schematic face is drawn instead",
+                    type(exc).__name__, exc)
         return FallbackHead(config)
-    return FallbackHead(config)

@@ -161,10 +161,11 @@ def node_process(domain, tmp_path_factory):
     log = tmp_path_factory.mktemp("node") / "avatar_node.log"
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1",
                OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    cmd = [sys.executable, "-m", "gemo_ros.node", "--ros-args",
+    config = os.path.join(os.path.dirname(__file__), "..", "config", "avatar.yaml")
+    cmd = [sys.executable, "-m", "gemo_ros.node", "--ros-args", "--params-file", config,
            "-p", f"width:={SIZE}", "-p", f"height:={SIZE}", "-p", f"fps:={FPS}",
            "-p", "frame_id:=test_face", "-p", "audio.output_latency_s:=0.3",
-           "-p", "device:=cpu"]
+           "-p", "device:=cpu", "-p", "threads:=1"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     yield proc, log
