@@ -492,6 +492,7 @@ def main(args: Optional[List[str]] = None) -> int:
     # SIGTERM (e.g. from a process manager) shuts down like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
+    code = 0
     try:
         node = AvatarNode()
         executor = MultiThreadedExecutor(num_threads=3)
@@ -499,12 +500,16 @@ def main(args: Optional[List[str]] = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:  # noqa: BLE001 - a start-up error: one clear line, exit 1
+        logging.getLogger(NODE_NAME).error("avatar_node stopped: %s: %s",
+                                           type(exc).__name__, exc)
+        code = 1
     finally:
         if node is not None:
             node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":
