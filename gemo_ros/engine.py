@@ -380,21 +380,26 @@ class Engine:
             cfg = self.config
             stream = utt.payload if utt is not None else None
             arrival = utt.arrival_of(u) if (utt is not None and speaking) else None
+            now_arrival = utt.last_arrival if utt is not None else None
             # snapshot of pending audio for this frame: move what is needed under the lock
             if stream is not None:
                 stream.feed_until(u + cfg.lookahead_s + 0.25)
         lag = 0.0
         u_shown = u
-        if stream is not None:
+        if stream is not None and speaking:
             final = stream.model.final_until
-            needed = min(u, stream.queued_s - cfg.lookahead_s)
-            if speaking and final < needed:
-                # the audio for t + lookahead has not arrived: show the last final output
-                lag = needed - final
+            # More audio of this utterance is still arriving (a live stream) and what came so
+            # far does not reach t + lookahead: the model's output for t is not final yet.
+            # Show the last final output (the audio at t minus the lookahead) and say so.
+            # A finished utterance (nothing arrived for gap_s) is exact as it is.
+            live = now_arrival is not None and (self.clock() - now_arrival) < cfg.gap_s
+            if live and final < u and stream.queued_s < u + cfg.lookahead_s:
+                lag = u - max(final, 0.0)
                 u_shown = max(final, 0.0)
-                self._warn("lookahead", f"audio lags playback: the face shows audio {lag*1e3:.0f}"
-                           f" ms old because the model lookahead ({cfg.lookahead_s*1e3:.0f} ms)"
-                           f" exceeds the audio received; raise output_latency_s")
+                self._warn("lookahead", f"audio arrives too late for the model lookahead: the "
+                           f"face shows the audio of {lag * 1e3:.0f} ms ago; set "
+                           f"audio.output_latency_s >= lookahead ({cfg.lookahead_s * 1e3:.0f} "
+                           f"ms) or publish audio earlier")
         rgb, coeffs, timings = self.head.render(
             stream.model if stream is not None else None, u_shown, emotion, intensity, idle, cfg)
         timings["engine_total"] = (time.perf_counter() - t_start) * 1e3

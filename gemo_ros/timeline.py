@@ -57,6 +57,11 @@ class Utterance:
         """Playback time (s) at which the audio placed so far has finished playing."""
         return self.t0 + self.duration_s
 
+    @property
+    def last_arrival(self) -> Optional[float]:
+        """Arrival time (s) of the latest chunk placed in this utterance."""
+        return self._arrival_t[-1] if self._arrival_t else None
+
     def arrival_of(self, u: float) -> Optional[float]:
         """Arrival time (s) of the chunk holding utterance time ``u`` (None before any)."""
         i = bisect.bisect_right(self._arrival_u, u) - 1
