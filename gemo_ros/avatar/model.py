@@ -1,0 +1,260 @@
+"""Gaussian blendshape avatar: G(psi) = G0 + sum_k psi_k dG_k, bound to a posed face mesh.
+
+Raw per-Gaussian parameters live in the local frame of the triangle each Gaussian is bound
+to (see :mod:`gemo_ros.avatar.binding`):
+
+=========== === ===================================================================
+key          d   meaning (raw -> posed)
+=========== === ===================================================================
+``xyz``      3   offset from the binding point in the triangle frame, in units of the
+                 triangle scale k: ``mean = origin + k * R @ xyz``
+``rotation`` 4   local ``wxyz`` quaternion (unnormalised): ``quat = q(R) * normalize(q)``
+``scale``    3   log of the std-devs in units of k: ``scales = k * exp(scale)``
+``color``    3   linear RGB; clamped to [0, 1] after blending
+``opacity``  1   logit: ``opacity = sigmoid(opacity)``
+=========== === ===================================================================
+
+Blending happens in this raw space; the emotion residual's ``offsets`` are added there too.
+"""
+
+from dataclasses import dataclass, fields
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from gemo_ros.avatar.binding import matrix_to_quat, quat_multiply, triangle_frames
+from gemo_ros.face.model import FaceModel
+
+#: Raw attribute layout, in packing order.
+ATTRIBUTE_DIMS: Dict[str, int] = {"xyz": 3, "rotation": 4, "scale": 3, "color": 3, "opacity": 1}
+
+
+@dataclass
+class Gaussians:
+    """Posed Gaussians in the world/head frame, ready for ``gemo_ros.render.rasterize``.
+
+    Attributes:
+        means: ``[B, N, 3]`` metres.
+        quats: ``[B, N, 4]`` unit ``wxyz`` quaternions.
+        scales: ``[B, N, 3]`` standard deviations, metres (linear).
+        opacities: ``[B, N]`` in [0, 1].
+        colors: ``[B, N, 3]`` linear RGB in [0, 1].
+    """
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    scales: torch.Tensor
+    opacities: torch.Tensor
+    colors: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        """Leading batch dimension B."""
+        return int(self.means.shape[0])
+
+    @property
+    def num_gaussians(self) -> int:
+        """Number of Gaussians N."""
+        return int(self.means.shape[1])
+
+    def render_args(self, index: int = 0) -> Dict[str, torch.Tensor]:
+        """Unbatched tensors of frame ``index`` as keyword arguments of ``rasterize``."""
+        return {f.name: getattr(self, f.name)[index] for f in fields(self)}
+
+    def to(self, *args, **kwargs) -> "Gaussians":
+        """Move/cast every tensor (``torch.Tensor.to`` arguments)."""
+        return Gaussians(**{f.name: getattr(self, f.name).to(*args, **kwargs)
+                            for f in fields(self)})
+
+
+def _pack(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([params[k] for k in ATTRIBUTE_DIMS], -1)
+
+
+def _unpack(packed: torch.Tensor) -> Dict[str, torch.Tensor]:
+    return dict(zip(ATTRIBUTE_DIMS, packed.split(list(ATTRIBUTE_DIMS.values()), -1)))
+
+
+class GaussianAvatar(nn.Module):
+    """Neutral Gaussians, Gaussian blendshapes and their binding to a face model.
+
+    Args:
+        face: the face model whose posed mesh carries the Gaussians.
+        binding_faces: ``[N]`` triangle index of each Gaussian.
+        binding_bary: ``[N, 3]`` barycentric coordinates of each binding point.
+        params: raw neutral parameters G0, ``{key: [N, d]}`` per :data:`ATTRIBUTE_DIMS`.
+        deltas: blendshapes dG as ``[K, M, D]`` (D = 14, keys packed in order) for the M
+            Gaussians listed in ``delta_index``; None for none (M = 0).
+        delta_index: ``[M]`` Gaussian indices that ``deltas`` rows refer to; None with
+            ``deltas`` of M = N means all Gaussians in order.
+        metadata: free-form JSON-able dict saved with the avatar (name, provenance...).
+    """
+
+    attribute_dims: Dict[str, int] = dict(ATTRIBUTE_DIMS)
+
+    def __init__(self, face: FaceModel, binding_faces: torch.Tensor,
+                 binding_bary: torch.Tensor, params: Mapping[str, torch.Tensor],
+                 deltas: Optional[torch.Tensor] = None,
+                 delta_index: Optional[torch.Tensor] = None,
+                 metadata: Optional[dict] = None) -> None:
+        super().__init__()
+        N = int(binding_faces.shape[0])
+        K = face.num_expressions
+        D = sum(ATTRIBUTE_DIMS.values())
+        if binding_faces.ndim != 1 or binding_bary.shape != (N, 3):
+            raise ValueError(f"binding_faces must be [N] and binding_bary [N, 3], got "
+                             f"{tuple(binding_faces.shape)} and {tuple(binding_bary.shape)}")
+        if N and (int(binding_faces.min()) < 0 or int(binding_faces.max()) >= len(face.faces)):
+            raise ValueError(f"binding_faces index outside the face model's "
+                             f"{len(face.faces)} triangles")
+        missing = set(ATTRIBUTE_DIMS) - set(params)
+        if missing:
+            raise ValueError(f"params lacks {sorted(missing)}; need {ATTRIBUTE_DIMS}")
+        for key, d in ATTRIBUTE_DIMS.items():
+            if tuple(params[key].shape) != (N, d):
+                raise ValueError(f"params[{key!r}] must be [{N}, {d}], got "
+                                 f"{tuple(params[key].shape)}")
+        if deltas is None:
+            deltas = torch.zeros(K, 0, D)
+            delta_index = torch.zeros(0, dtype=torch.long)
+        if delta_index is None:
+            delta_index = torch.arange(deltas.shape[1])
+        M = int(delta_index.shape[0])
+        if tuple(deltas.shape) != (K, M, D):
+            raise ValueError(f"deltas must be [{K}, {M}, {D}], got {tuple(deltas.shape)}")
+        if M and (int(delta_index.min()) < 0 or int(delta_index.max()) >= N):
+            raise ValueError("delta_index refers to Gaussians that do not exist")
+        self.face = face
+        self.metadata = dict(metadata or {})
+        self.register_buffer("binding_faces", binding_faces.long())
+        self.register_buffer("binding_bary", binding_bary.float())
+        self.params = nn.ParameterDict({k: nn.Parameter(params[k].float().clone())
+                                        for k in ATTRIBUTE_DIMS})
+        self.deltas = nn.Parameter(deltas.float().clone())
+        self.register_buffer("delta_index", delta_index.long())
+        self.register_buffer("_bound_vertex_ids", face.faces[binding_faces.long()],
+                             persistent=False)
+
+    # -- sizes ----------------------------------------------------------------------
+    @property
+    def num_gaussians(self) -> int:
+        """Number of Gaussians N."""
+        return int(self.binding_faces.shape[0])
+
+    @property
+    def expression_names(self) -> Tuple[str, ...]:
+        """Names of the K expression coefficients (the face model's basis)."""
+        return self.face.expression_names
+
+    # -- Stage 1 evaluation ----------------------------------------------------------
+    def blend(self, expr: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Raw blended parameters ``G0 + sum_k expr_k dG_k``: ``{key: [B, N, d]}``.
+
+        One matmul over the blendshapes and one scatter-add into the Gaussians that have
+        deltas; no loops over Gaussians.
+        """
+        if expr.ndim != 2 or expr.shape[1] != self.face.num_expressions:
+            raise ValueError(f"expr must be [B, {self.face.num_expressions}], got "
+                             f"{tuple(expr.shape)}")
+        g0 = _pack(self.params)
+        B = expr.shape[0]
+        out = g0.expand(B, -1, -1)
+        M = self.delta_index.shape[0]
+        if M:
+            K, _, D = self.deltas.shape
+            d = (expr.to(g0) @ self.deltas.reshape(K, M * D)).reshape(B, M, D)
+            if M == self.num_gaussians:
+                out = out + d
+            else:
+                out = out.index_add(1, self.delta_index, d)
+        return _unpack(out)
+
+    def mesh(self, expr: torch.Tensor, neck_rotation: Optional[torch.Tensor] = None
+             ) -> torch.Tensor:
+        """Posed face mesh ``M(expr)``: ``[B, V, 3]`` metres (for the emotion residual)."""
+        return self.face.pose(expr, neck_rotation)
+
+    def pose_gaussians(self, raw: Mapping[str, torch.Tensor], verts: torch.Tensor
+                       ) -> Gaussians:
+        """Apply the triangle frames of posed ``verts[B, V, 3]`` to raw ``{key: [B, N, d]}``."""
+        origin, R, k = triangle_frames(verts, self.face.faces[self.binding_faces],
+                                       self.binding_bary)
+        means = origin + k * (R @ raw["xyz"][..., None])[..., 0]
+        quats = quat_multiply(matrix_to_quat(R), torch.nn.functional.normalize(
+            raw["rotation"], dim=-1))
+        scales = k * torch.exp(raw["scale"])
+        opacities = torch.sigmoid(raw["opacity"][..., 0])
+        colors = raw["color"].clamp(0.0, 1.0)
+        return Gaussians(means, quats, scales, opacities, colors)
+
+    def forward(self, expr: torch.Tensor, neck_rotation: Optional[torch.Tensor] = None,
+                offsets: Optional[Mapping[str, torch.Tensor]] = None) -> Gaussians:
+        """Posed Gaussians for ``expr[B, K]`` (ARKit order).
+
+        Args:
+            expr: ``[B, K]`` expression coefficients in [0, 1].
+            neck_rotation: ``[B, 3]`` axis-angle head rotation (radians) or None.
+            offsets: optional ``{key: [B, N, d]}`` added to the blended raw parameters before
+                posing (the emotion residual); any subset of :data:`ATTRIBUTE_DIMS` keys.
+        """
+        raw = self.blend(expr)
+        if offsets:
+            unknown = set(offsets) - set(ATTRIBUTE_DIMS)
+            if unknown:
+                raise ValueError(f"offsets has unknown keys {sorted(unknown)}")
+            raw = {k: (v + offsets[k].to(v) if k in offsets else v) for k, v in raw.items()}
+        return self.pose_gaussians(raw, self.face.pose(expr, neck_rotation))
+
+    # -- helpers for Stage 2 --------------------------------------------------------
+    def interpolate_at_gaussians(self, vertex_values: torch.Tensor) -> torch.Tensor:
+        """Barycentric interpolation of per-vertex values ``[B, V, C]`` -> ``[B, N, C]``."""
+        if vertex_values.ndim != 3 or vertex_values.shape[1] != self.face.num_vertices:
+            raise ValueError(f"vertex_values must be [B, {self.face.num_vertices}, C], got "
+                             f"{tuple(vertex_values.shape)}")
+        tri = vertex_values[:, self._bound_vertex_ids]                 # [B, N, 3, C]
+        return torch.einsum("nk,bnkc->bnc", self.binding_bary.to(vertex_values), tri)
+
+    def canonical_means(self) -> torch.Tensor:
+        """Gaussian centres ``[N, 3]`` of the neutral avatar in the template pose."""
+        zero = torch.zeros(1, self.face.num_expressions, device=self.binding_bary.device)
+        with torch.no_grad():
+            return self.forward(zero).means[0]
+
+    def expression_vector(self, weights: Mapping[str, float], batch: int = 1,
+                          device: Optional[torch.device] = None) -> torch.Tensor:
+        """Coefficient vector ``[batch, K]`` from ``{name: weight}`` (unknown names raise)."""
+        names = self.face.expression_names
+        expr = torch.zeros(batch, len(names), device=device or self.binding_bary.device)
+        for name, value in weights.items():
+            if name not in names:
+                raise ValueError(f"unknown expression {name!r}; known: {', '.join(names)}")
+            expr[:, names.index(name)] = float(value)
+        return expr
+
+
+def sparse_deltas_to_dense(shapes: Mapping[str, Tuple[torch.Tensor, torch.Tensor]],
+                           names: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pack per-shape sparse deltas ``{name: (index[n], values[n, D])}`` into the dense union.
+
+    Returns ``(deltas [K, M, D], delta_index [M])`` for :class:`GaussianAvatar`.
+    """
+    D = sum(ATTRIBUTE_DIMS.values())
+    unknown = set(shapes) - set(names)
+    if unknown:
+        raise ValueError(f"deltas for unknown expressions {sorted(unknown)}")
+    if not shapes:
+        return torch.zeros(len(names), 0, D), torch.zeros(0, dtype=torch.long)
+    union = torch.unique(torch.cat([idx.long() for idx, _ in shapes.values()]))
+    lookup = torch.full((int(union.max()) + 1,), -1, dtype=torch.long)
+    lookup[union] = torch.arange(len(union))
+    dense = torch.zeros(len(names), len(union), D)
+    for name, (idx, vals) in shapes.items():
+        if vals.shape != (idx.shape[0], D):
+            raise ValueError(f"delta {name!r}: values must be [{idx.shape[0]}, {D}], got "
+                             f"{tuple(vals.shape)}")
+        dense[names.index(name), lookup[idx.long()]] = vals.float()
+    return dense, union
+
+
+__all__ = ["GaussianAvatar", "Gaussians", "ATTRIBUTE_DIMS", "sparse_deltas_to_dense"]

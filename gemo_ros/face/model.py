@@ -1,0 +1,254 @@
+"""Face model: template mesh, named linear expression basis, joints and batched torch LBS.
+
+``load_face_model(name_or_path)`` goes through a registry of loaders keyed by model type,
+so other parametric heads (e.g. a FLAME file the user owns) can be added with
+``register_face_model("flame", loader)`` without touching the avatar or the renderer.
+"""
+
+import functools
+import logging
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from gemo_ros.face.arkit import ARKIT_INDEX, ARKIT_NAMES
+
+LOG = logging.getLogger(__name__)
+
+#: Joint rotation limits of the default model (radians) and jaw slide (metres).
+JAW_OPEN_MAX = 0.30
+JAW_SIDE_MAX = 0.10
+JAW_FORWARD_MAX = 0.006
+EYE_PITCH_MAX = 0.38
+EYE_YAW_MAX = 0.50
+
+
+def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula: axis-angle ``[..., 3]`` (radians) -> rotation ``[..., 3, 3]``."""
+    theta = torch.linalg.norm(aa, dim=-1, keepdim=True)
+    # Small-angle safe: sin(t)/t and (1-cos t)/t^2 by Taylor expansion near 0.
+    t2 = theta * theta
+    small = theta < 1e-4
+    safe = torch.where(small, torch.ones_like(theta), theta)
+    a = torch.where(small, 1.0 - t2 / 6.0, torch.sin(safe) / safe)
+    b = torch.where(small, 0.5 - t2 / 24.0, (1.0 - torch.cos(safe)) / (safe * safe))
+    x, y, z = aa.unbind(-1)
+    zero = torch.zeros_like(x)
+    Kx = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(aa.shape[:-1] + (3, 3))
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(Kx)
+    return eye + a[..., None] * Kx + b[..., None] * (Kx @ Kx)
+
+
+def _rot_x(angle: torch.Tensor) -> torch.Tensor:
+    return axis_angle_to_matrix(torch.stack([angle, torch.zeros_like(angle),
+                                             torch.zeros_like(angle)], -1))
+
+
+def _rot_y(angle: torch.Tensor) -> torch.Tensor:
+    return axis_angle_to_matrix(torch.stack([torch.zeros_like(angle), angle,
+                                             torch.zeros_like(angle)], -1))
+
+
+class FaceModel(nn.Module):
+    """A linear-blendshape face mesh posed by linear blend skinning.
+
+    Buffers (float32 unless noted):
+        vertices: ``[V, 3]`` template in metres (head frame, docs/ARCHITECTURE.md).
+        faces: ``[F, 3]`` int64 triangle vertex indices (counter-clockwise seen from outside).
+        expr_basis: ``[K, V, 3]`` metres of displacement per unit coefficient.
+        lbs_weights: ``[V, J]`` skinning weights; a row may sum to less than 1, the rest is
+            bound to the fixed root (the body below the neck).
+        joints: ``[J, 3]`` joint centres in the template.
+    ``joint_names`` is ``("neck", "jaw", "eye_left", "eye_right")``; jaw and eyes are children
+    of the neck. Subclasses for other model types override :meth:`joint_transforms`.
+    """
+
+    joint_names: Tuple[str, ...] = ("neck", "jaw", "eye_left", "eye_right")
+
+    def __init__(self, vertices: torch.Tensor, faces: torch.Tensor, expr_basis: torch.Tensor,
+                 lbs_weights: torch.Tensor, joints: torch.Tensor,
+                 expression_names: Sequence[str] = ARKIT_NAMES, model_type: str = "default",
+                 vertex_parts: Optional[torch.Tensor] = None,
+                 part_names: Sequence[str] = ()) -> None:
+        super().__init__()
+        V = vertices.shape[0]
+        if vertices.shape != (V, 3) or faces.ndim != 2 or faces.shape[1] != 3:
+            raise ValueError(f"bad mesh shapes: vertices {tuple(vertices.shape)}, "
+                             f"faces {tuple(faces.shape)}")
+        if expr_basis.shape != (len(expression_names), V, 3):
+            raise ValueError(f"expr_basis {tuple(expr_basis.shape)} does not match "
+                             f"{len(expression_names)} expressions x {V} vertices")
+        if lbs_weights.shape != (V, len(self.joint_names)) or joints.shape != (4, 3):
+            raise ValueError("lbs_weights must be [V, 4] and joints [4, 3]")
+        if int(faces.min()) < 0 or int(faces.max()) >= V:
+            raise ValueError("faces index outside the vertex array")
+        self.model_type = model_type
+        self.expression_names: Tuple[str, ...] = tuple(expression_names)
+        self.part_names: Tuple[str, ...] = tuple(part_names)
+        self.register_buffer("vertices", vertices.float())
+        self.register_buffer("faces", faces.long())
+        self.register_buffer("expr_basis", expr_basis.float())
+        self.register_buffer("lbs_weights", lbs_weights.float())
+        self.register_buffer("joints", joints.float())
+        if vertex_parts is None:
+            vertex_parts = torch.zeros(V, dtype=torch.long)
+        self.register_buffer("vertex_parts", vertex_parts.long())
+
+    @property
+    def num_vertices(self) -> int:
+        """Number of template vertices V."""
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_expressions(self) -> int:
+        """Number of expression coefficients K."""
+        return len(self.expression_names)
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the topology (vertex count + faces), for binding checks."""
+        import hashlib
+        h = hashlib.sha1(self.faces.cpu().numpy().astype(np.int64).tobytes())
+        return f"{self.model_type}:{self.num_vertices}:{h.hexdigest()[:16]}"
+
+    def _check_expr(self, expr: torch.Tensor) -> torch.Tensor:
+        if expr.ndim != 2 or expr.shape[1] != self.num_expressions:
+            raise ValueError(f"expr must be [B, {self.num_expressions}], got {tuple(expr.shape)}")
+        return expr.to(self.vertices)
+
+    def shape_vertices(self, expr: torch.Tensor) -> torch.Tensor:
+        """Template plus the linear expression basis: ``[B, K] -> [B, V, 3]`` (no skinning)."""
+        expr = self._check_expr(expr)
+        flat = self.expr_basis.reshape(self.num_expressions, -1)
+        return self.vertices + (expr @ flat).reshape(expr.shape[0], -1, 3)
+
+    def joint_transforms(self, expr: torch.Tensor,
+                         neck_rotation: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """World transforms of the joints, ``[B, J, 3, 4]`` (rotation | translation).
+
+        Args:
+            expr: ``[B, 52]`` ARKit coefficients; ``jawOpen``/``jawLeft``/``jawRight``/
+                ``jawForward`` drive the jaw and ``eyeLook*`` the eyes.
+            neck_rotation: ``[B, 3]`` axis-angle (radians) of the head about the neck joint,
+                or None for no head rotation.
+        """
+        expr = self._check_expr(expr)
+        B = expr.shape[0]
+        c = {n: expr[:, i] for n, i in ARKIT_INDEX.items()}
+        eye3 = torch.eye(3, dtype=expr.dtype, device=expr.device)
+        if neck_rotation is None:
+            R_neck = eye3.expand(B, 3, 3)
+        else:
+            if neck_rotation.shape != (B, 3):
+                raise ValueError(f"neck_rotation must be [{B}, 3], got "
+                                 f"{tuple(neck_rotation.shape)}")
+            R_neck = axis_angle_to_matrix(neck_rotation.to(expr))
+        # Positive rotation about +X swings +Z (the chin) down: opens the jaw.
+        R_jaw = _rot_x(JAW_OPEN_MAX * c["jawOpen"]) @ _rot_y(
+            JAW_SIDE_MAX * (c["jawLeft"] - c["jawRight"]))
+        t_jaw = torch.stack([torch.zeros_like(c["jawForward"]), torch.zeros_like(
+            c["jawForward"]), JAW_FORWARD_MAX * c["jawForward"]], -1)
+        pitch_l = EYE_PITCH_MAX * (c["eyeLookDownLeft"] - c["eyeLookUpLeft"])
+        pitch_r = EYE_PITCH_MAX * (c["eyeLookDownRight"] - c["eyeLookUpRight"])
+        # The avatar's left eye looks "out" toward +X, the right eye "out" toward -X.
+        yaw_l = EYE_YAW_MAX * (c["eyeLookOutLeft"] - c["eyeLookInLeft"])
+        yaw_r = EYE_YAW_MAX * (c["eyeLookInRight"] - c["eyeLookOutRight"])
+        R_eye_l = _rot_y(yaw_l) @ _rot_x(pitch_l)
+        R_eye_r = _rot_y(yaw_r) @ _rot_x(pitch_r)
+        j = self.joints.to(expr)
+
+        def about(R: torch.Tensor, centre: torch.Tensor, extra: Optional[torch.Tensor] = None):
+            t = centre - (R @ centre[..., None])[..., 0]
+            if extra is not None:
+                t = t + extra
+            return torch.cat([R, t[..., None]], -1)
+
+        def compose(A: torch.Tensor, Bm: torch.Tensor) -> torch.Tensor:
+            R = A[..., :3] @ Bm[..., :3]
+            t = (A[..., :3] @ Bm[..., 3:])[..., 0] + A[..., 3]
+            return torch.cat([R, t[..., None]], -1)
+
+        T_neck = about(R_neck, j[0].expand(B, 3))
+        T_jaw = compose(T_neck, about(R_jaw, j[1].expand(B, 3), t_jaw))
+        T_el = compose(T_neck, about(R_eye_l, j[2].expand(B, 3)))
+        T_er = compose(T_neck, about(R_eye_r, j[3].expand(B, 3)))
+        return torch.stack([T_neck, T_jaw, T_el, T_er], 1)
+
+    def skin(self, verts: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+        """Linear blend skinning: ``[B, V, 3]`` with ``[B, J, 3, 4]`` -> ``[B, V, 3]``."""
+        w = self.lbs_weights.to(verts)
+        rest = (1.0 - w.sum(-1)).clamp(min=0.0)
+        eye = torch.eye(3, 4, dtype=verts.dtype, device=verts.device)
+        T = torch.einsum("vj,bjmn->bvmn", w, transforms) + rest[None, :, None, None] * eye
+        return (T[..., :3] @ verts[..., None])[..., 0] + T[..., 3]
+
+    def pose(self, expr: torch.Tensor, neck_rotation: Optional[torch.Tensor] = None
+             ) -> torch.Tensor:
+        """Posed vertices ``[B, V, 3]`` (metres) for ``expr[B, K]`` and ``neck_rotation[B, 3]``.
+
+        Differentiable in both arguments. Zero coefficients and no neck rotation give the
+        template exactly.
+        """
+        return self.skin(self.shape_vertices(expr), self.joint_transforms(expr, neck_rotation))
+
+    def region(self, part: str) -> torch.Tensor:
+        """Boolean ``[V]`` mask of the vertices of a named part (e.g. ``"eye_left"``)."""
+        if part not in self.part_names:
+            raise KeyError(f"unknown part {part!r}; parts: {', '.join(self.part_names)}")
+        return self.vertex_parts == self.part_names.index(part)
+
+
+FaceLoader = Callable[[str], FaceModel]
+_LOADERS: Dict[str, FaceLoader] = {}
+
+
+def register_face_model(model_type: str, loader: FaceLoader) -> None:
+    """Register ``loader(name_or_path) -> FaceModel`` for a model type (e.g. ``"flame"``)."""
+    _LOADERS[model_type] = loader
+
+
+@functools.lru_cache(maxsize=2)
+def _default_face_cached() -> FaceModel:
+    from gemo_ros.face.default_head import PART_NAMES, build_head
+    head = build_head()
+    LOG.debug("built default head: %d vertices, %d faces", len(head.vertices), len(head.faces))
+    return FaceModel(torch.from_numpy(head.vertices), torch.from_numpy(head.faces),
+                     torch.from_numpy(head.basis), torch.from_numpy(head.lbs_weights),
+                     torch.from_numpy(head.joints), ARKIT_NAMES, "default",
+                     torch.from_numpy(head.part), PART_NAMES)
+
+
+def _load_default(name: str) -> FaceModel:
+    src = _default_face_cached()
+    # A fresh module sharing the cached (read-only) buffers: callers may move it to a device.
+    model = FaceModel.__new__(FaceModel)
+    nn.Module.__init__(model)
+    model.model_type = src.model_type
+    model.expression_names = src.expression_names
+    model.part_names = src.part_names
+    for key, buf in src.named_buffers():
+        model.register_buffer(key, buf)
+    return model
+
+
+register_face_model("default", _load_default)
+
+
+def load_face_model(name: str = "default", model_type: Optional[str] = None) -> FaceModel:
+    """Load a face model by name (``"default"``) or by a file path with a registered type.
+
+    Args:
+        name: ``"default"`` for the built-in procedural head, or a path understood by the
+            loader of ``model_type``.
+        model_type: registry key; inferred from ``name`` when it is a registered type.
+    Raises:
+        ValueError: no loader is registered for the type.
+    """
+    key = model_type or name
+    if key not in _LOADERS:
+        raise ValueError(f"no face model loader for {key!r}; registered: {sorted(_LOADERS)}")
+    return _LOADERS[key](name)
+
+
+__all__ = ["FaceModel", "load_face_model", "register_face_model", "axis_angle_to_matrix"]
