@@ -1,0 +1,255 @@
+"""Benchmark the real-time pipeline: per-stage and end-to-end ms per frame, fps, latency, RSS.
+
+    python bench/pipeline.py                      # CPU: 256 and 512 px, LOD and full avatar
+    python bench/pipeline.py --sizes 256 --frames 20 --device cuda
+    python bench/pipeline.py --write-docs         # also update docs/benchmarks.md ## Pipeline
+
+Stages, each timed on its own for one frame of streamed speech (median over frames):
+
+* ``audio model``: push one 40 ms chunk into the streaming a2e model and query psi_n,
+  psi_e and the feature window for the frame;
+* ``blendshapes``: G(psi) = G0 + sum psi_k dG_k, mesh pose (LBS) and binding to triangles
+  (the avatar's forward with the residual offsets);
+* ``residual``: the mesh displacement M(psi_e) - M(psi_n) and the emotion residual module;
+* ``render``: rasterisation (torch on CPU, gsplat on CUDA) and the copy to uint8;
+* ``message``: uint8 RGB -> sensor_msgs/Image (rclpy) ;
+* ``publish``: rclpy publish of that image (no subscriber; DDS serialisation cost).
+
+End to end = ``Engine.frame`` (timeline, behaviour, all stages) + message + publish, run
+back to back, so ``achieved fps`` is the most the node could publish. Audio-in to frame-out
+latency = the output latency the node needs (>= the model's lookahead) + one frame time.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import resource
+import statistics
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+RATE = 16000
+CHUNK = 640  # 40 ms
+
+
+def _median(xs: List[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _speech() -> np.ndarray:
+    import soundfile as sf
+
+    wave, rate = sf.read(os.path.join(ROOT, "gemo_ros", "assets", "demo_speech.wav"),
+                         dtype="float32")
+    assert rate == RATE, rate
+    return wave
+
+
+def _ros_publisher():
+    """Return (make_msg, publish) using rclpy, or (None, None) without ROS."""
+    try:
+        import rclpy
+        import sensor_msgs.msg  # noqa: F401
+    except ImportError:
+        return None, None
+    from gemo_ros import ros_io
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ.get("GEMO_BENCH_DOMAIN", "97")))
+    node = rclpy.create_node("gemo_bench", context=ctx)
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    pub = node.create_publisher(Image, "face/image", qos_profile_sensor_data)
+    return (lambda rgb: ros_io.image_msg(rgb, time.time_ns(), "face")), pub.publish
+
+
+def bench_config(size: int, max_gaussians: int, device: str, frames: int,
+                 make_msg, publish) -> Dict[str, float]:
+    """Time one (size, level of detail) configuration; return medians in ms and extras."""
+    import torch
+
+    from gemo_ros.emotions import emotion_index
+    from gemo_ros.engine import Engine, EngineConfig, PipelineHead
+
+    cfg = EngineConfig(width=size, height=size, device=device, max_gaussians=max_gaussians,
+                       output_latency_s=0.2)
+    head = PipelineHead(cfg)
+    th = head.head
+    clock_t = [0.0]
+    eng = Engine(cfg, clock=lambda: clock_t[0], head=head)
+    speech = _speech()
+    sync = (torch.cuda.synchronize if str(head.device).startswith("cuda") else (lambda: None))
+    emo = emotion_index("happy")
+    out: Dict[str, List[float]] = {k: [] for k in ("audio", "blend", "residual", "render",
+                                                   "message", "publish", "e2e")}
+
+    # --- stages on their own, on a stream fed 40 ms at a time -----------------------------
+    stream = head.new_stream()
+    pos = 0
+    for k in range(frames + 3):
+        t0 = time.perf_counter()
+        stream.push(speech[pos:pos + CHUNK], RATE)
+        pos = (pos + CHUNK) % (len(speech) - CHUNK)
+        u = max(stream.final_until, 0.0)
+        psi_n = stream.coefficients(u, 0, 0.0)
+        psi_e = stream.coefficients(u, emo, 0.8)
+        feats = stream.features(u, th.window) if th.residual is not None else None
+        t1 = time.perf_counter()
+        pn = torch.as_tensor(psi_n, device=th.device)[None]
+        pe = torch.as_tensor(psi_e, device=th.device)[None]
+        with torch.no_grad():
+            offs = None
+            if th.residual is not None:
+                f = torch.as_tensor(feats, device=th.device)[None]
+                offs = th.offsets(pn, pe, f, torch.tensor([emo], device=th.device),
+                                  torch.tensor([0.8], device=th.device))
+            sync()
+            t2 = time.perf_counter()
+            g = th.avatar(pn, offsets=offs)
+            sync()
+            t3 = time.perf_counter()
+            settings = th.with_settings(width=size, height=size)
+            rgb, _ = th.render_gaussians(g, 0, settings=settings)
+            img = rgb.mul(255).round().to(torch.uint8).cpu().numpy()
+            t4 = time.perf_counter()
+        msg = make_msg(img) if make_msg else None
+        t5 = time.perf_counter()
+        if publish:
+            publish(msg)
+        t6 = time.perf_counter()
+        if k >= 3:  # warm-up frames excluded
+            out["audio"].append((t1 - t0) * 1e3)
+            out["residual"].append((t2 - t1) * 1e3)
+            out["blend"].append((t3 - t2) * 1e3)
+            out["render"].append((t4 - t3) * 1e3)
+            out["message"].append((t5 - t4) * 1e3)
+            out["publish"].append((t6 - t5) * 1e3)
+
+    # --- end to end through the engine, streaming 40 ms per frame --------------------------
+    eng.set_emotion("happy", 0.8, 0.5, t=0.0)
+    pos = 0
+    for k in range(frames + 3):
+        eng.feed_audio(speech[pos:pos + CHUNK], RATE, arrival_time=clock_t[0])
+        pos = (pos + CHUNK) % (len(speech) - CHUNK)
+        t0 = time.perf_counter()
+        rgb, state = eng.frame(clock_t[0])
+        if make_msg:
+            msg = make_msg(rgb)
+            publish(msg)
+        sync()
+        t1 = time.perf_counter()
+        clock_t[0] += 0.04
+        if k >= 3:
+            out["e2e"].append((t1 - t0) * 1e3)
+    res = {k: _median(v) for k, v in out.items()}
+    res["gaussians"] = int(th.canonical.shape[0])
+    res["fps"] = 1000.0 / res["e2e"]
+    res["lookahead_ms"] = 1e3 * float(getattr(stream, "lookahead_s", cfg.lookahead_s))
+    res["latency_ms"] = res["lookahead_ms"] + res["e2e"]
+    res["speaking"] = bool(state["speaking"])
+    return res
+
+
+def _machine(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{torch.cuda.get_device_name(0)} + {os.cpu_count()}-core {platform.machine()}"
+    return f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, shared"
+
+
+def main() -> int:
+    """Run the benchmark and print (and optionally record) a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--lod", type=int, nargs="+", default=[-1, 0],
+                        help="max_gaussians values: -1 auto (CPU level of detail), 0 all")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="replace the ## Pipeline section of docs/benchmarks.md")
+    args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    make_msg, publish = _ros_publisher()
+    rows = []
+    for lod in args.lod:
+        for size in args.sizes:
+            r = bench_config(size, lod, args.device, args.frames, make_msg, publish)
+            r.update(size=size, lod=lod)
+            rows.append(r)
+            print(f"{size}px {r['gaussians']} Gaussians: e2e {r['e2e']:.1f} ms "
+                  f"({r['fps']:.1f} fps)", flush=True)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    gpu_mb = (torch.cuda.max_memory_allocated() / 2 ** 20
+              if args.device.startswith("cuda") else None)
+    table = _table(rows, args, rss_mb, gpu_mb)
+    print(table)
+    if args.write_docs:
+        _write_docs(table)
+    return 0
+
+
+def _table(rows, args, rss_mb, gpu_mb) -> str:
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Machine: {_machine(args.device)}; torch threads {torch_threads()}; "
+        f"`python bench/pipeline.py {' '.join(sys.argv[1:])}`; {when}; medians over "
+        f"{args.frames} frames of streamed speech (40 ms chunks), emotion happy 0.8.",
+        "",
+        "| size | Gaussians | audio model | blendshapes | residual | render | message "
+        "| publish | end to end | achieved fps | audio-to-frame latency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['size']} | {r['gaussians']} | {r['audio']:.1f} | {r['blend']:.1f} | "
+            f"{r['residual']:.1f} | {r['render']:.1f} | {r['message']:.2f} | "
+            f"{r['publish']:.2f} | {r['e2e']:.1f} | {r['fps']:.1f} | "
+            f"{r['latency_ms']:.0f} ms (lookahead {r['lookahead_ms']:.0f} ms) |")
+    lines.append("")
+    lines.append(f"All times in ms per frame. Peak RSS of the benchmark process: {rss_mb:.0f} MB"
+                 + (f"; peak GPU memory {gpu_mb:.0f} MB." if gpu_mb is not None else "."))
+    return "\n".join(lines)
+
+
+def torch_threads() -> int:
+    """Return torch's intra-op thread count."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _write_docs(table: str) -> None:
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    start = re.search(r"^## Pipeline\s*$", text, flags=re.M)
+    header = "## Pipeline"
+    if start is None:
+        text = text.rstrip("\n") + f"\n\n{header}\n\n{table}\n"
+    else:
+        nxt = re.search(r"^## ", text[start.end():], flags=re.M)
+        end = start.end() + nxt.start() if nxt else len(text)
+        body = text[start.end():end]
+        # keep hand-written notes after the generated table (below a '### ' heading)
+        notes = body[body.find("\n### "):] if "\n### " in body else "\n"
+        text = text[:start.start()] + f"{header}\n\n{table}\n{notes.rstrip()}\n\n" + text[end:]
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+    print(f"updated {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
