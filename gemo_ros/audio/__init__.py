@@ -10,8 +10,9 @@ Public API (see docs/ARCHITECTURE.md and docs/a2e.md)::
 """
 
 from gemo_ros.audio.model import A2EConfig, AudioToExpression, load_a2e
+from gemo_ros.audio.offline import infer_utterance
 from gemo_ros.audio.signal import StreamResampler, resample, to_float_mono
 from gemo_ros.audio.streaming import StreamingA2E
 
 __all__ = ["A2EConfig", "AudioToExpression", "load_a2e", "StreamingA2E", "StreamResampler",
-           "resample", "to_float_mono"]
+           "infer_utterance", "resample", "to_float_mono"]

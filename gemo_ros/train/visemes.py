@@ -30,9 +30,9 @@ SPEECH_CHANNELS: Tuple[str, ...] = (
 
 # Viseme targets: {short name: value}; symmetric names expand to Left/Right.
 _V = Dict[str, float]
-# "close" is a closure *fraction* here: mouthClose = fraction * jawOpen (ARKit: mouthClose
-# brings the lips together against the open jaw), computed after blending.
-_BILABIAL: _V = {"jaw": 0.03, "close": 1.0, "press": 0.45, "rollL": 0.1, "rollU": 0.1}
+# mouthClose is not blended: it is set to closure * jawOpen after blending (ARKit's
+# mouthClose brings the lips together against the open jaw), see speech_curves.
+_BILABIAL: _V = {"jaw": 0.03, "press": 0.45, "rollL": 0.1, "rollU": 0.1}
 _LABIODENTAL: _V = {"jaw": 0.07, "rollL": 0.55, "upperUp": 0.25, "shrugU": 0.1}
 _DENTAL: _V = {"jaw": 0.12, "tongue": 0.35, "lowerDown": 0.1}
 _ALVEOLAR: _V = {"jaw": 0.1, "lowerDown": 0.12, "stretch": 0.1}
@@ -92,7 +92,7 @@ for _names, _vis, _kind in (
 # Dominance of each phone class per short channel (default 1); WHY: a bilabial must close
 # the lips whatever the neighbours do, while an alveolar barely constrains the lips.
 _DOMINANCE: Dict[str, _V] = {
-    "bilabial": {"jaw": 12.0, "close": 30.0, "press": 12.0, "rollL": 4.0, "rollU": 4.0,
+    "bilabial": {"jaw": 12.0, "press": 12.0, "rollL": 4.0, "rollU": 4.0,
                  "funnel": 3.0, "pucker": 2.0, "stretch": 0.5, "lowerDown": 12.0,
                  "upperUp": 8.0, "tongue": 8.0},
     "labiodental": {"jaw": 3.0, "rollL": 8.0, "upperUp": 4.0, "lowerDown": 4.0,
@@ -252,8 +252,15 @@ def speech_curves(phones: Sequence[Tuple[str, float, float]], num_frames: int,
     if smooth_s > 0:
         from scipy.ndimage import gaussian_filter1d
         out = gaussian_filter1d(out, sigma=smooth_s * fps, axis=0, mode="nearest")
+    # Lip closure: 1 inside a bilabial's span, decaying within ~30 ms around it (a sharper
+    # kernel than the blend, so the lips meet only on /p b m/); mouthClose = closure * jaw.
     jaw, close = ARKIT_INDEX["jawOpen"], ARKIT_INDEX["mouthClose"]
-    out[:, close] = np.clip(out[:, close], 0.0, 1.0) * out[:, jaw]
+    closure = np.zeros(num_frames)
+    for s, e, _, _, kind in segs:
+        if kind == "bilabial":
+            d = np.clip(s - t, 0, None) / 0.035 + np.clip(t - e, 0, None) / 0.025
+            closure = np.maximum(closure, np.exp(-d))
+    out[:, close] = closure * out[:, jaw]
     res = np.zeros((num_frames, NUM_ARKIT), np.float32)
     res[:, _CH] = np.clip(out[:, _CH], 0.0, 1.0)
     return res

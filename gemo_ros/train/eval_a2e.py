@@ -1,0 +1,345 @@
+"""`gemo eval a2e`: lip-sync and emotion metrics of an a2e model on speech it never saw.
+
+Two held-out sets:
+
+* **espeak, held-out voices**: libespeak-ng voices whose variants (and, for half of them,
+  the Caribbean accent ``en-029``) were never used in training; ground-truth phone times
+  come from the synthesiser.
+* **hibari**: a different, neural TTS voice (``hibari-tts``, 24 kHz, fed to the model at
+  24 kHz so the resampler is exercised), with phone times from a pocketsphinx forced
+  alignment of the known text.
+
+For every clip the phone timeline gives target curves (:func:`speech_curves`), and:
+
+* lip-closure rate: share of /p b m/ phones where the predicted lip aperture
+  ``max(0, jawOpen - mouthClose)`` drops below 0.05 within the phone (+-1 frame);
+* jaw correlation: Pearson r of predicted vs target ``jawOpen`` (all frames of a set);
+* lag: the shift (ms) that maximises that correlation (positive = prediction late), and
+  the median onset lag at speech onsets (jaw crossing 0.05 after >= 0.3 s of rest);
+* emotion: per emotion at intensity 1, the mean absolute error to the recipe target, and
+  the separation of the clip-mean coefficient offsets (emotional minus neutral output):
+  leave-one-out nearest-centroid accuracy, the smallest distance between two emotion
+  centroids and the mean distance of a clip to its own centroid (L2, coefficient units).
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: ARPAbet (pocketsphinx) -> espeak mnemonic understood by the viseme table.
+ARPABET_TO_ESPEAK = {
+    "P": "p", "B": "b", "M": "m", "F": "f", "V": "v", "TH": "T", "DH": "D", "T": "t",
+    "D": "d", "N": "n", "L": "l", "S": "s", "Z": "z", "SH": "S", "ZH": "Z", "CH": "tS",
+    "JH": "dZ", "K": "k", "G": "g", "NG": "N", "HH": "h", "R": "r", "W": "w", "Y": "j",
+    "AA": "A:", "AE": "a", "AH": "V", "AO": "O:", "AW": "aU", "AY": "aI", "EH": "E",
+    "ER": "3:", "EY": "eI", "IH": "I", "IY": "i:", "OW": "oU", "OY": "OI", "UH": "U",
+    "UW": "u:", "SIL": "_",
+}
+APERTURE_CLOSED = 0.05
+
+
+class EvalClip:
+    """Audio at its own rate, phone timeline (espeak names, seconds) and a label."""
+
+    def __init__(self, audio: np.ndarray, rate: int,
+                 phones: List[Tuple[str, float, float]], source: str, text: str) -> None:
+        self.audio, self.rate, self.phones, self.source, self.text = (audio, rate, phones,
+                                                                      source, text)
+
+
+def espeak_clips(n: int, seed: int = 777) -> List[EvalClip]:
+    """Synthesise ``n`` clips with held-out espeak voices (16 kHz)."""
+    from gemo_ros.train.a2e import DATA_RATE, eval_voices, synth_clip
+
+    rng = np.random.default_rng(seed)
+    voices = eval_voices()
+    out = []
+    for i in range(n):
+        c = synth_clip(rng, [voices[i % len(voices)]])
+        out.append(EvalClip(c.audio, DATA_RATE, c.phones, f"espeak:{c.voice}", c.text))
+    return out
+
+
+def align(audio16k: np.ndarray, text: str) -> List[Tuple[str, float, float]]:
+    """Force-align ``text`` to 16 kHz float audio with pocketsphinx; return espeak phones.
+
+    Raises RuntimeError when the words are not in the dictionary or alignment fails.
+    """
+    from pocketsphinx import Decoder
+
+    words = "".join(ch.lower() if ch.isalpha() or ch in " '" else " " for ch in text).split()
+    dec = Decoder(samprate=16000, loglevel="FATAL")
+    missing = [w for w in words if dec.lookup_word(w) is None]
+    if missing:
+        raise RuntimeError(f"words not in the pocketsphinx dictionary: {missing}")
+    pcm = (np.clip(audio16k, -1, 1) * 32767).astype(np.int16).tobytes()
+    dec.set_align_text(" ".join(words))
+    for second_pass in (False, True):
+        if second_pass:
+            dec.set_alignment()
+        dec.start_utt()
+        dec.process_raw(pcm, full_utt=True)
+        dec.end_utt()
+    al = dec.get_alignment()
+    if al is None:
+        raise RuntimeError("pocketsphinx produced no alignment")
+    phones = []
+    for word in al:
+        for ph in word:
+            name = ARPABET_TO_ESPEAK.get(ph.name.rstrip("012"), "_")
+            phones.append((name, ph.start / 100.0, (ph.start + ph.duration) / 100.0))
+    return phones
+
+
+def hibari_clips(n: int, seed: int = 4242) -> Tuple[List[EvalClip], Optional[str]]:
+    """Synthesise ``n`` hibari-tts clips and align them; return (clips, reason if none)."""
+    try:
+        from hibari import SAMPLE_RATE, Hibari
+    except ImportError as exc:
+        return [], f"hibari-tts not installed ({exc})"
+    from gemo_ros.audio.signal import resample
+    from gemo_ros.train.speech_synth import random_sentence
+
+    tts = Hibari()
+    rng = np.random.default_rng(seed)
+    out, failures = [], []
+    while len(out) < n and len(failures) < 3 * n:
+        text = random_sentence(rng, 4, 12)
+        audio = tts(text, seed=int(rng.integers(1 << 30)))
+        lead = np.zeros(int(rng.uniform(0.2, 0.6) * SAMPLE_RATE), np.float32)
+        audio = np.concatenate([lead, audio.astype(np.float32), lead])
+        try:
+            phones = align(resample(audio, SAMPLE_RATE, 16000), text)
+        except RuntimeError as exc:
+            failures.append(str(exc))
+            continue
+        out.append(EvalClip(audio, SAMPLE_RATE, phones, "hibari:heart", text))
+    reason = None if out else f"alignment failed: {failures[:2]}"
+    return out, reason
+
+
+def _predict(model, clip: EvalClip, emotion: int, intensity: float) -> np.ndarray:
+    from gemo_ros.audio.offline import infer_utterance
+
+    return infer_utterance(model, clip.audio, clip.rate, emotion, intensity)[1]
+
+
+def _targets(clip: EvalClip, num_frames: int, fps: float) -> np.ndarray:
+    from gemo_ros.audio.signal import resample
+    from gemo_ros.train.visemes import speech_curves
+
+    scale = 32768.0 if clip.audio.dtype == np.int16 else 1.0
+    audio = resample(clip.audio.astype(np.float32) / scale, clip.rate, 16000)
+    return speech_curves(clip.phones, num_frames, fps=fps, audio=audio, sample_rate=16000)
+
+
+def _closure_hits(pred: np.ndarray, phones, fps: float) -> Tuple[int, int]:
+    from gemo_ros.face.arkit import ARKIT_INDEX
+    from gemo_ros.train.visemes import phone_class
+
+    ap = np.maximum(0.0, pred[:, ARKIT_INDEX["jawOpen"]] - pred[:, ARKIT_INDEX["mouthClose"]])
+    hits = total = 0
+    for name, s, e in phones:
+        if phone_class(name) != "bilabial":
+            continue
+        lo = max(0, int(np.floor(s * fps)) - 1)
+        hi = min(len(ap), int(np.ceil(e * fps)) + 2)
+        if hi <= lo:
+            continue
+        total += 1
+        hits += int(ap[lo:hi].min() < APERTURE_CLOSED)
+    return hits, total
+
+
+def _best_lag(pred: np.ndarray, target: np.ndarray, fps: float, max_ms: float = 200) -> float:
+    """Return the lag (ms) maximising the correlation; > 0 means the prediction is late."""
+    k = int(max_ms / 1000 * fps)
+    p, t = pred - pred.mean(), target - target.mean()
+    scores = []
+    for lag in range(-k, k + 1):
+        a = p[max(0, lag):len(p) + min(0, lag)]
+        b = t[max(0, -lag):len(t) + min(0, -lag)]
+        scores.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9)))
+    i = int(np.argmax(scores))
+    frac = 0.0
+    if 0 < i < len(scores) - 1:  # parabolic refinement between frames
+        y0, y1, y2 = scores[i - 1], scores[i], scores[i + 1]
+        den = y0 - 2 * y1 + y2
+        frac = 0.5 * (y0 - y2) / den if abs(den) > 1e-12 else 0.0
+    return (i - k + frac) / fps * 1000.0
+
+
+def _onsets(jaw: np.ndarray, fps: float, level: float = 0.05, rest_s: float = 0.3
+            ) -> List[float]:
+    """Return frame positions (sub-frame) where jaw rises through ``level`` after rest."""
+    rest = int(rest_s * fps)
+    out = []
+    for i in range(rest, len(jaw)):
+        if jaw[i] >= level > jaw[i - 1] and np.all(jaw[i - rest:i] < level):
+            out.append(i - 1 + (level - jaw[i - 1]) / (jaw[i] - jaw[i - 1]))
+    return out
+
+
+def evaluate_set(model, clips: Sequence[EvalClip]) -> Dict[str, float]:
+    """Return lip-sync and emotion metrics over a list of clips."""
+    from gemo_ros.emotions import EMOTIONS
+    from gemo_ros.face.arkit import ARKIT_INDEX
+    from gemo_ros.face.emotion_recipes import combine_with_speech
+
+    fps = model.fps
+    jaw = ARKIT_INDEX["jawOpen"]
+    hits = total = 0
+    preds, tgts, lags, onset_lags = [], [], [], []
+    emo_err = {e: [] for e in EMOTIONS[1:]}
+    offsets = {e: [] for e in EMOTIONS[1:]}
+    for clip in clips:
+        neutral = _predict(model, clip, 0, 0.0)
+        target = _targets(clip, len(neutral), fps)
+        h, t = _closure_hits(neutral, clip.phones, fps)
+        hits, total = hits + h, total + t
+        preds.append(neutral[:, jaw])
+        tgts.append(target[:, jaw])
+        lags.append(_best_lag(neutral[:, jaw], target[:, jaw], fps))
+        on_p, on_t = _onsets(neutral[:, jaw], fps), _onsets(target[:, jaw], fps)
+        for o in on_t:
+            near = [p for p in on_p if abs(p - o) * 1000 / fps < 250]
+            if near:
+                onset_lags.append((min(near, key=lambda p: abs(p - o)) - o) * 1000 / fps)
+        for e_id, e in enumerate(EMOTIONS[1:], start=1):
+            out = _predict(model, clip, e_id, 1.0)
+            tgt = combine_with_speech(target, e_id, 1.0)
+            emo_err[e].append(float(np.abs(out - tgt).mean()))
+            offsets[e].append((out - neutral).mean(axis=0))
+    p, t = np.concatenate(preds), np.concatenate(tgts)
+    res: Dict[str, float] = {
+        "clips": len(clips),
+        "seconds": round(float(len(p) / fps), 1),
+        "bilabials": total,
+        "lip_closure_rate": round(hits / max(1, total), 4),
+        "jaw_corr": round(float(np.corrcoef(p, t)[0, 1]), 4),
+        "jaw_mae": round(float(np.abs(p - t).mean()), 4),
+        "lag_ms_xcorr_median": round(float(np.median(lags)), 1),
+        "onset_lag_ms_median": round(float(np.median(onset_lags)), 1) if onset_lags else None,
+        "onsets": len(onset_lags),
+    }
+    # Emotion separation: nearest-centroid accuracy (leave-one-out) of clip-mean offsets.
+    names = list(offsets)
+    x = np.stack([np.stack(offsets[e]) for e in names])          # [E, N, 52]
+    cent = x.mean(axis=1)
+    correct = n_all = 0
+    for ei in range(len(names)):
+        for ci in range(x.shape[1]):
+            c = cent.copy()
+            if x.shape[1] > 1:
+                c[ei] = (cent[ei] * x.shape[1] - x[ei, ci]) / (x.shape[1] - 1)
+            correct += int(np.argmin(np.linalg.norm(c - x[ei, ci], axis=1)) == ei)
+            n_all += 1
+    spread = float(np.mean(np.linalg.norm(x - cent[:, None], axis=2)))
+    dists = np.linalg.norm(cent[:, None] - cent[None], axis=2) + np.eye(len(names)) * 1e9
+    res["emotion_centroid_accuracy"] = round(correct / max(1, n_all), 4)
+    res["emotion_min_centroid_dist"] = round(float(dists.min()), 4)
+    res["emotion_within_spread"] = round(spread, 4)
+    for e in names:
+        res[f"emotion_mae_{e}"] = round(float(np.mean(emo_err[e])), 4)
+    return res
+
+
+def plot_clip(model, clip: EvalClip, path: str) -> None:
+    """Plot predicted vs target curves for one clip (mouth channels + emotions) to ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gemo_ros.face.arkit import ARKIT_INDEX
+    from gemo_ros.face.emotion_recipes import combine_with_speech
+    from gemo_ros.train.visemes import phone_class
+
+    fps = model.fps
+    neutral = _predict(model, clip, 0, 0.0)
+    target = _targets(clip, len(neutral), fps)
+    t = np.arange(len(neutral)) / fps
+    rows = [("jawOpen", "jawOpen"), ("mouthClose", "mouthClose"),
+            ("mouthPucker", "mouthPucker"), ("mouthRollLower", "mouthRollLower")]
+    emo = [("happy", "mouthSmileLeft"), ("sad", "mouthFrownLeft"),
+           ("surprised", "browInnerUp"), ("angry", "browDownLeft")]
+    fig, axes = plt.subplots(len(rows) + 1, 1, figsize=(11, 10), sharex=True)
+    for ax, (title, ch) in zip(axes, rows):
+        k = ARKIT_INDEX[ch]
+        ax.plot(t, target[:, k], "k--", lw=1.2, label="target (phones)")
+        ax.plot(t, neutral[:, k], "C0", lw=1.5, label="predicted (neutral)")
+        ax.set_ylabel(title)
+        ax.set_ylim(-0.02, max(0.1, float(max(target[:, k].max(), neutral[:, k].max())) * 1.15))
+        for name, s, e in clip.phones:
+            if phone_class(name) == "bilabial":
+                ax.axvspan(s, e, color="C3", alpha=0.15, lw=0)
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[0].set_title(f"{clip.source}: \"{clip.text}\"  (red: /p b m/)", fontsize=9)
+    ax = axes[-1]
+    for i, (e, ch) in enumerate(emo):
+        k = ARKIT_INDEX[ch]
+        out = _predict(model, clip, e, 1.0)
+        ax.plot(t, combine_with_speech(target, e, 1.0)[:, k], "--", color=f"C{i + 1}", lw=1)
+        ax.plot(t, out[:, k], color=f"C{i + 1}", lw=1.5, label=f"{e}: {ch}")
+    ax.set_ylabel("emotion (i=1)")
+    ax.set_xlabel("time (s)")
+    ax.legend(loc="upper right", fontsize=7, ncol=4)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the `gemo eval a2e` options."""
+    parser.add_argument("--weights", default="default", help="a2e weights (file or folder)")
+    parser.add_argument("--espeak-clips", type=int, default=34,
+                        help="clips with held-out espeak voices")
+    parser.add_argument("--hibari-clips", type=int, default=20, help="hibari-tts clips")
+    parser.add_argument("--plot", default="docs/a2e_curves.png", help="curve plot ('' = none)")
+    parser.add_argument("--json", default="", help="also write the metrics as JSON here")
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `gemo eval a2e`."""
+    import torch
+
+    from gemo_ros.audio.model import load_a2e
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(max(1, args.threads))
+    model = load_a2e(args.weights)
+    results: Dict[str, Dict] = {}
+    sets = {"espeak_heldout": espeak_clips(args.espeak_clips)}
+    if args.hibari_clips > 0:
+        clips, reason = hibari_clips(args.hibari_clips)
+        if clips:
+            sets["hibari"] = clips
+        else:
+            results["hibari"] = {"skipped": reason}
+            logger.warning("hibari set skipped: %s", reason)
+    for name, clips in sets.items():
+        results[name] = evaluate_set(model, clips)
+        logger.info("%s: %s", name, results[name])
+    if args.plot:
+        clip = sets.get("hibari", sets["espeak_heldout"])[0]
+        plot_clip(model, clip, args.plot)
+        logger.info("wrote %s", args.plot)
+    text = json.dumps(results, indent=1)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    from gemo_ros.cli import main
+    sys.exit(main(["eval", "a2e"] + sys.argv[1:]))
