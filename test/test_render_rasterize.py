@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gemo_ros.render import rasterize
-from gemo_ros.render._torch_backend import project, sh_bases
+from gemo_ros.render._torch_backend import project, rasterize_torch, sh_bases
 
 F = 40.0          # focal length, px
 SIZE = 17         # image side, px; the centre pixel (8, 8) has its centre at (8.5, 8.5)
@@ -215,13 +215,18 @@ def _brute_force(proj, colors, size, bg):
     return rgb, acc
 
 
+@pytest.mark.parametrize("path", ["pairs", "tiles"])
 @pytest.mark.parametrize("antialiased", [False, True])
-def test_random_scene_matches_brute_force_reference(antialiased):
+def test_random_scene_matches_brute_force_reference(antialiased, path):
     size, bg = 24, torch.tensor([0.3, 0.1, 0.7])
     g = _random_scene(40, seed=3)
     viewmat, K = _camera(size, focal=30.0)
-    rgb, alpha, _ = rasterize(*g, viewmat, K, size, size, background=bg, backend="torch",
-                              antialiased=antialiased)
+    with torch.no_grad():
+        rgb, alpha, info = rasterize_torch(*g, viewmat[None], K[None], size, size,
+                                           backgrounds=bg[None], antialiased=antialiased,
+                                           path=path)
+    assert info["path"] == path
+    rgb, alpha = rgb[0], alpha[0]
     proj = project(g[0], g[1], g[2], g[3], viewmat[None], K[None], size, size, 0.3, 0.01,
                    1e10, antialiased)
     want_rgb, want_acc = _brute_force(proj, g[4], size, bg)
@@ -244,6 +249,38 @@ def test_batched_cameras_equal_single_renders():
         rgb, alpha, _ = rasterize(*g, viewmat, K, 32, 24, background=bgs[i], backend="torch")
         assert torch.allclose(rgb_b[i], rgb, atol=1e-6)
         assert torch.allclose(alpha_b[i], alpha, atol=1e-6)
+
+
+@pytest.mark.parametrize("antialiased", [False, True])
+@pytest.mark.parametrize("n_cams", [1, 2])
+def test_inference_tiles_match_differentiable_pairs(antialiased, n_cams):
+    from gemo_ros.render import orbit_camera
+
+    means, quats, scales, opac, _ = _random_scene(3000, seed=13, depth=0.0)
+    means = means * 0.4
+    sh = torch.randn(3000, 9, 3, generator=torch.Generator().manual_seed(4)) * 0.4
+    cams = [orbit_camera(yaw, 5.0, 0.65, 25.0, 70, 45) for yaw in (10.0, -50.0)][:n_cams]
+    viewmats = torch.stack([c[0] for c in cams])
+    Ks = torch.stack([c[1] for c in cams])
+    bgs = torch.rand(n_cams, 3, generator=torch.Generator().manual_seed(5))
+    out = {}
+    for path in ("pairs", "tiles"):
+        with torch.no_grad():
+            out[path] = rasterize_torch(means, quats, scales * 0.3, opac, sh, viewmats, Ks, 70,
+                                        45, backgrounds=bgs, antialiased=antialiased,
+                                        sh_degree=2, path=path)
+    assert out["pairs"][1].max() > 0.999  # opaque regions exercise the 1e-4 stop rule
+    assert torch.allclose(out["tiles"][0], out["pairs"][0], atol=1e-5)
+    assert torch.allclose(out["tiles"][1], out["pairs"][1], atol=1e-5)
+
+
+def test_rasterize_uses_tiles_without_grad_and_pairs_with_grad():
+    g = _gaussians([0.0, 0.0, 2.0])
+    _, _, info = _render(g)
+    assert info["path"] == "tiles"
+    g[0].requires_grad_(True)
+    _, _, info = _render(g)
+    assert info["path"] == "pairs"
 
 
 def test_gradients_flow_to_every_input():

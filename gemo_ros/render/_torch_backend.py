@@ -23,6 +23,7 @@ transmittance is a segmented prefix sum of ``log(1 - alpha)``.
 """
 
 import math
+import time
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -37,6 +38,12 @@ MAX_EXTENT = 3.33
 #: passes the alpha threshold.
 _BOX_PAD = 1e-3
 _LOG_STOP = math.log(TRANSMITTANCE_STOP)
+_LOG_MAX_ALPHA = math.log(MAX_ALPHA)
+_LOG_ALPHA_THRESHOLD = math.log(ALPHA_THRESHOLD)
+#: Tile side (px) of the inference path and the number of list entries per dense chunk.
+TILE = 4
+CHUNK = 32
+_ONE = torch.ones(())
 
 # Real spherical-harmonics constants (Sloan, "Efficient Spherical Harmonic Evaluation").
 _SH_C0 = 0.28209479177387814
@@ -224,21 +231,36 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
                     colors: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
                     backgrounds: Optional[Tensor] = None, antialiased: bool = False,
                     sh_degree: Optional[int] = None, eps2d: float = 0.3,
-                    near_plane: float = 0.01, far_plane: float = 1e10
+                    near_plane: float = 0.01, far_plane: float = 1e10,
+                    path: str = "auto", timings: Optional[Dict[str, float]] = None
                     ) -> Tuple[Tensor, Tensor, Dict]:
-    """Rasterize ``N`` Gaussians into ``C`` cameras with PyTorch ops (differentiable).
+    """Rasterize ``N`` Gaussians into ``C`` cameras with PyTorch ops.
 
     Shapes as in :func:`gemo_ros.render.rasterize` after batching: ``viewmats [C, 4, 4]``,
     ``Ks [C, 3, 3]``, ``colors [N, D]`` or SH ``[N, K, 3]`` (with ``sh_degree``),
     ``backgrounds [C, D]`` or None. Returns ``rgb [C, H, W, D]``, ``alpha [C, H, W, 1]``
     and an info dict.
+
+    ``path``: ``"pairs"`` (differentiable: exact per-pixel pair lists, autograd through
+    everything), ``"tiles"`` (inference only: dense 8x8 tiles, K-batched front-to-back
+    with per-tile early termination; same result to ~1e-6) or ``"auto"`` (tiles when no
+    gradient is needed). ``timings``, if given, receives milliseconds per stage.
     """
+    clock = _Clock(timings)
     n_cams = viewmats.shape[0]
     n = means.shape[0]
-    dev = means.device
+    need_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (means, quats, scales, opacities, colors, viewmats, Ks)
+        + ((backgrounds,) if backgrounds is not None else ()))
+    if path == "auto":
+        path = "pairs" if need_grad else "tiles"
+    if path not in ("pairs", "tiles"):
+        raise ValueError(f"path must be 'auto', 'pairs' or 'tiles', got {path!r}")
+    if path == "tiles" and need_grad:
+        raise ValueError("the tiles path is inference-only; use path='pairs' for gradients")
+
     proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d,
                    near_plane, far_plane, antialiased)
-
     if sh_degree is not None:
         from gemo_ros.render.camera import camera_position
         campos = camera_position(viewmats)                          # [C, 3]
@@ -256,16 +278,56 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     with torch.no_grad():
         valid = proj["valid"].reshape(-1)
         depths = proj["depths"].detach().reshape(-1)
-        cam_of = torch.arange(n_cams, device=dev).repeat_interleave(n)
         x0, y0, bw, bh = _pixel_boxes(means2d.detach(), proj["extent"].reshape(-1, 2),
                                       proj["radii"].reshape(-1, 2), width, height)
-        bw = torch.where(valid, bw, torch.zeros_like(bw))
-        vis = torch.nonzero(valid).squeeze(1)
+        vis = torch.nonzero(valid & (bw > 0) & (bh > 0)).squeeze(1)
         # Depth order per camera; a stable sort keeps gsplat's tie order (lower id first).
         order = vis[torch.sort(depths[vis], stable=True).indices]
-        order = order[torch.sort(cam_of[order], stable=True).indices]
+        if n_cams > 1:
+            order = order[torch.sort(torch.div(order, n, rounding_mode="floor"),
+                                     stable=True).indices]
+    clock.lap("project")
+
+    if path == "pairs":
+        rgb, alpha_img, n_pairs = _render_pairs(
+            order, n, x0, y0, bw, bh, means2d, conics, opac, flat_colors, n_cams, width,
+            height)
+    else:
+        rgb, alpha_img, n_pairs = _render_tiles(
+            order, n, x0, y0, bw, bh, means2d, conics, opac, flat_colors, n_cams, width,
+            height, clock)
+    if backgrounds is not None:
+        rgb = rgb + (1.0 - alpha_img) * backgrounds[:, None, None, :]
+    clock.lap("finish")
+    info = {"radii": proj["radii"], "means2d": proj["means2d"], "depths": proj["depths"],
+            "conics": proj["conics"], "opacities": proj["opacities"], "path": path,
+            "n_pairs": n_pairs, "width": width, "height": height}
+    return rgb, alpha_img, info
+
+
+class _Clock:
+    """Record wall-clock milliseconds per named stage into a dict (no-op without one)."""
+
+    def __init__(self, out: Optional[Dict[str, float]]) -> None:
+        self.out = out
+        self.last = time.perf_counter() if out is not None else 0.0
+
+    def lap(self, name: str) -> None:
+        if self.out is None:
+            return
+        now = time.perf_counter()
+        self.out[name] = self.out.get(name, 0.0) + (now - self.last) * 1e3
+        self.last = now
+
+
+def _render_pairs(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh: Tensor,
+                  means2d: Tensor, conics: Tensor, opac: Tensor, flat_colors: Tensor,
+                  n_cams: int, width: int, height: int) -> Tuple[Tensor, Tensor, int]:
+    """Differentiable compositing over exact (splat, pixel) pairs, grouped per pixel."""
+    with torch.no_grad():
         splat, px, py, _ = _expand_pairs(order, x0, y0, bw, bh, width)
-        pix = (cam_of[splat] * height + py) * width + px
+        cam = torch.div(splat, n, rounding_mode="floor")
+        pix = (cam * height + py) * width + px
 
     # Per-pair alpha (differentiable in means2d, conics, opacities).
     d = means2d[splat] - torch.stack([px, py], -1).to(means2d.dtype) - 0.5
@@ -280,16 +342,10 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
         pix_s = pix[by_pix]
     alpha_s = alpha[by_pix]
     splat_s = splat[by_pix]
-
-    rgb, alpha_img = _composite(alpha_s, pix_s, flat_colors[splat_s], n_cams * height * width)
-    rgb = rgb.reshape(n_cams, height, width, n_ch)
-    alpha_img = alpha_img.reshape(n_cams, height, width, 1)
-    if backgrounds is not None:
-        rgb = rgb + (1.0 - alpha_img) * backgrounds[:, None, None, :]
-    info = {"radii": proj["radii"], "means2d": proj["means2d"], "depths": proj["depths"],
-            "conics": proj["conics"], "opacities": proj["opacities"],
-            "n_pairs": int(by_pix.numel()), "width": width, "height": height}
-    return rgb, alpha_img, info
+    n_ch = flat_colors.shape[-1]
+    rgb, acc = _composite(alpha_s, pix_s, flat_colors[splat_s], n_cams * height * width)
+    return (rgb.reshape(n_cams, height, width, n_ch),
+            acc.reshape(n_cams, height, width, 1), int(by_pix.numel()))
 
 
 def _composite(alpha: Tensor, pix: Tensor, colors: Tensor, n_pix: int) -> Tuple[Tensor, Tensor]:
@@ -322,3 +378,138 @@ def _composite(alpha: Tensor, pix: Tensor, colors: Tensor, n_pix: int) -> Tuple[
     log_t = log_keep.new_zeros(n_pix).index_add(0, pix, log_keep * live.double())
     acc_alpha = 1.0 - torch.exp(log_t).to(alpha.dtype)
     return rgb, acc_alpha
+
+
+def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh: Tensor,
+                  means2d: Tensor, conics: Tensor, opac: Tensor, flat_colors: Tensor,
+                  n_cams: int, width: int, height: int, clock: "_Clock"
+                  ) -> Tuple[Tensor, Tensor, int]:
+    """Inference compositing on dense ``TILE x TILE`` pixel tiles (no autograd).
+
+    1. Each visible splat is listed on every tile its pixel box touches; one stable sort
+       by tile gives per-tile lists in depth order.
+    2. Front to back in passes, each taking the next ``K`` entries of every live tile
+       (``K`` = ``CHUNK``, doubled every second pass) as a dense ``[tiles, pixels, K]``
+       block, list axis last so the scan runs over contiguous memory: log-alpha is one
+       batched matmul of per-entry quadratic coefficients with a fixed per-pixel basis;
+       ``cumprod(1 - alpha)`` with each pixel's transmittance carried in; gsplat's stop
+       rule as a mask on the weights ``T_{k-1} - T_k``; one batched matmul with the
+       colours (plus a ones channel that sums the weights). A tile leaves once its list
+       is used up or all its pixels have stopped: Gaussians hidden behind an opaque
+       surface are never evaluated.
+    """
+    S = TILE
+    n_pix = S * S
+    dev, dtype = means2d.device, means2d.dtype
+    n_ch = flat_colors.shape[-1]
+    tiles_w, tiles_h = -(-width // S), -(-height // S)
+    n_tiles = n_cams * tiles_w * tiles_h
+    m = order.numel()
+    idx_t = torch.int32
+
+    # 1. Tile lists: (tile, splat) entries, splat-major in depth order, grouped by tile.
+    bx0, by0 = x0[order].to(idx_t), y0[order].to(idx_t)
+    tx0, ty0 = bx0 // S, by0 // S
+    ntx = (bx0 + bw[order].to(idx_t) - 1) // S - tx0 + 1
+    nty = (by0 + bh[order].to(idx_t) - 1) // S - ty0 + 1
+    counts = ntx * nty
+    first_tile = (torch.div(order, n, rounding_mode="floor").to(idx_t) * tiles_h + ty0) \
+        * tiles_w + tx0
+    src = torch.repeat_interleave(torch.arange(m, dtype=idx_t, device=dev), counts)
+    n_entries = src.numel()
+    local = torch.arange(n_entries, dtype=idx_t, device=dev) - (torch.cumsum(
+        counts, 0, dtype=idx_t) - counts)[src]
+    ntx_e = ntx[src]
+    ly = local // ntx_e
+    tile = first_tile[src] + ly * (tiles_w - ntx_e) + local
+    tile_count = torch.bincount(tile, minlength=n_tiles)
+    key = tile.to(torch.int16) if n_tiles < 2**15 else tile
+    src = src[torch.sort(key, stable=True).indices]
+    tile_ids = torch.nonzero(tile_count).squeeze(1)
+    tile_start = (torch.cumsum(tile_count, 0) - tile_count)[tile_ids]
+    tile_count = tile_count[tile_ids]
+    clock.lap("tile lists")
+
+    # Per splat (depth order) + one inert padding splat at index m: the quadratic's
+    # ingredients and the colour with a ones channel (it sums the weights).
+    table = torch.zeros(m + 1, 6, dtype=dtype, device=dev)
+    table[:m, :2] = means2d[order]
+    table[:m, 2:5] = conics[order]
+    table[:m, 5] = torch.log(opac[order])
+    table[m, 5] = float("-inf")
+    colr = torch.ones(m + 1, n_ch + 1, dtype=dtype, device=dev)
+    colr[:m, :n_ch] = flat_colors[order]
+    colr[m] = 0.0
+    src = torch.cat([src, src.new_full((1,), m)])
+    off = torch.arange(S, dtype=dtype, device=dev) - 0.5 * (S - 1)
+    q_off, p_off = torch.meshgrid(off, off, indexing="ij")                 # row-major pixels
+    p_off, q_off = p_off.reshape(-1), q_off.reshape(-1)
+    basis = torch.stack([torch.ones_like(p_off), p_off, q_off, p_off * p_off, q_off * q_off,
+                         p_off * q_off], dim=-1)                           # [P, 6]
+    centre_x = (tile_ids % tiles_w).to(dtype) * S + 0.5 * S
+    centre_y = (torch.div(tile_ids, tiles_w, rounding_mode="floor") % tiles_h).to(dtype) * S \
+        + 0.5 * S
+    clock.lap("tables")
+
+    # 2. Front-to-back passes over the lists.
+    trans_carry = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)  # 0 once stopped
+    trans_out = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)
+    out = torch.zeros(n_tiles, n_pix, n_ch + 1, dtype=dtype, device=dev)
+    one = _ONE.to(dtype)
+    active = torch.arange(tile_ids.numel(), device=dev)
+    offset, n_pass, n_evals = 0, 0, 0
+    while active.numel() > 0:
+        k_width = CHUNK << (n_pass // 2)
+        tiles = tile_ids[active]
+        ranks = offset + torch.arange(k_width, device=dev)
+        ent = torch.where(ranks < tile_count[active, None], tile_start[active, None] + ranks,
+                          torch.full((1, 1), n_entries, device=dev))      # [A, K]
+        splat = src[ent]
+        n_evals += ent.numel() * n_pix
+
+        # log alpha at pixel offset (p, q) from the tile centre = coef . [1, p, q, p^2,
+        # q^2, p q]; alpha = min(0.999, o exp(-sigma)), zero below 1/255.
+        par = table[splat]                                                 # [A, K, 6]
+        u = par[..., 0] - centre_x[active, None]
+        v = par[..., 1] - centre_y[active, None]
+        a, b, c = par[..., 2], par[..., 3], par[..., 4]
+        coef = torch.empty(par.shape, dtype=dtype, device=dev)
+        c1 = torch.addcmul(a * u, b, v, out=coef[..., 1])
+        c2 = torch.addcmul(c * v, b, u, out=coef[..., 2])
+        torch.addcmul(par[..., 5], u * c1 + v * c2, one, value=-0.5, out=coef[..., 0])
+        torch.mul(a, -0.5, out=coef[..., 3])
+        torch.mul(c, -0.5, out=coef[..., 4])
+        torch.neg(b, out=coef[..., 5])
+        buf = torch.matmul(basis, coef.transpose(1, 2))                   # [A, P, K]
+        buf.clamp_max_(_LOG_MAX_ALPHA)
+        torch.nn.functional.threshold_(buf, _LOG_ALPHA_THRESHOLD, float("-inf"))
+        buf.exp_()
+        torch.sub(one.expand_as(buf), buf, out=buf)                        # 1 - alpha
+        clock.lap("alpha")
+
+        t_prev = trans_carry[tiles]                                        # [A, P]
+        buf[:, :, 0].mul_(t_prev)
+        trans = torch.cumprod(buf, dim=2)                                  # T after each
+        weight = buf
+        torch.sub(t_prev, trans[:, :, 0], out=weight[:, :, 0])
+        torch.sub(trans[:, :, :-1], trans[:, :, 1:], out=weight[:, :, 1:])
+        # gsplat stops before the Gaussian that would bring T to <= 1e-4 (exclusive).
+        weight.masked_fill_(trans <= TRANSMITTANCE_STOP, 0.0)
+        acc = torch.bmm(weight, colr[splat])                               # [A, P, D + 1]
+        out.index_add_(0, tiles, acc)
+        t_last = trans[:, :, -1]
+        stopped = (t_last <= TRANSMITTANCE_STOP) & (t_prev > 0)
+        held = torch.where(stopped, t_prev - acc[:, :, -1], t_last)
+        trans_out[tiles] = torch.where(t_prev > 0, held, trans_out[tiles])
+        trans_carry[tiles] = torch.where(stopped, torch.zeros_like(t_last), t_last)
+        clock.lap("composite")
+
+        offset += k_width
+        n_pass += 1
+        more = (tile_count[active] > offset) & (trans_carry[tiles] > 0).any(1)
+        active = active[more]
+
+    out[:, :, n_ch] = 1.0 - trans_out
+    img = out.view(n_cams, tiles_h, tiles_w, S, S, n_ch + 1).permute(0, 1, 3, 2, 4, 5)
+    img = img.reshape(n_cams, tiles_h * S, tiles_w * S, n_ch + 1)[:, :height, :width]
+    return img[..., :n_ch], img[..., n_ch:], n_evals

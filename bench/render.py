@@ -1,0 +1,147 @@
+"""Benchmark the Gaussian rasterizer: ms/frame and peak memory per backend.
+
+Usage::
+
+    python bench/render.py                 # all scenes on every available backend
+    python bench/render.py --quick         # fewer repeats
+    python bench/render.py --profile       # also print the torch backend's stage breakdown
+
+Scenes: ``random-{10k,50k,100k}`` (uniform in a 0.18 x 0.24 x 0.2 m box, scales 0.5-4.5 mm,
+random opacities) at 256x256 and 512x512, and ``face-30k``: Gaussians on a head-sized
+ellipsoid (0.24 m tall), scales 1-3 mm, flattened along the surface normal, mostly opaque,
+seen from 0.65 m with a 25 degree field of view (what the avatar looks like on a robot).
+"""
+
+import argparse
+import math
+import os
+import resource
+import sys
+import time
+from typing import Dict, List, Tuple
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from gemo_ros.render import orbit_camera, rasterize  # noqa: E402
+
+Scene = Tuple[torch.Tensor, ...]
+
+
+def random_scene(n: int, seed: int = 0) -> Scene:
+    """Return ``(means, quats, scales, opacities, colors)`` scattered in a head-sized box."""
+    gen = torch.Generator().manual_seed(seed)
+    means = (torch.rand(n, 3, generator=gen) - 0.5) * torch.tensor([0.18, 0.24, 0.2])
+    quats = torch.randn(n, 4, generator=gen)
+    scales = torch.rand(n, 3, generator=gen) * 0.004 + 0.0005
+    opac = torch.rand(n, generator=gen)
+    colors = torch.rand(n, 3, generator=gen)
+    return means, quats, scales, opac, colors
+
+
+def face_scene(n: int = 30_000, seed: int = 0) -> Scene:
+    """Return a face-like scene: ``n`` surfels on a 0.15 x 0.24 x 0.19 m ellipsoid."""
+    gen = torch.Generator().manual_seed(seed)
+    semi = torch.tensor([0.075, 0.12, 0.095])
+    dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1)
+    means = dirs * semi
+    # A little depth jitter so the skin has some thickness, like a fitted avatar.
+    normals = torch.nn.functional.normalize(dirs / semi, dim=-1)
+    means = means + normals * (torch.rand(n, 1, generator=gen) - 0.5) * 0.004
+    # Rotate local z onto the normal: quaternion of the shortest arc (0,0,1) -> normal.
+    z = torch.tensor([0.0, 0.0, 1.0]).expand(n, 3)
+    axis = torch.linalg.cross(z, normals)
+    w = 1.0 + normals[:, 2:3]
+    quats = torch.nn.functional.normalize(torch.cat([w, axis], -1), dim=-1)
+    quats[w[:, 0] < 1e-6] = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    tangent = 0.001 + 0.002 * torch.rand(n, 2, generator=gen)
+    scales = torch.cat([tangent, 0.0003 + 0.0004 * torch.rand(n, 1, generator=gen)], -1)
+    opac = 0.6 + 0.4 * torch.rand(n, generator=gen)
+    skin = torch.tensor([0.8, 0.6, 0.5])
+    colors = (skin + 0.1 * torch.randn(n, 3, generator=gen)).clamp(0, 1)
+    return means, quats, scales, opac, colors
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_render(scene: Scene, size: int, backend: str, device: torch.device, repeats: int,
+                yaw: float = 0.0) -> Dict[str, float]:
+    """Render ``scene`` ``repeats`` times; return median ms/frame and peak memory (MB)."""
+    tensors = [t.to(device) for t in scene]
+    viewmat, K = orbit_camera(yaw, 0.0, 0.65, 25.0, size, size, device=device)
+    with torch.no_grad():
+        rasterize(*tensors, viewmat, K, size, size, backend=backend)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _, _, info = rasterize(*tensors, viewmat, K, size, size, backend=backend)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+            else _peak_rss_mb())
+    return {"ms": times[len(times) // 2], "ms_min": times[0], "peak_mb": peak,
+            "pairs": float(info.get("n_pairs", float("nan")))}
+
+
+def profile_torch(scene: Scene, size: int, repeats: int = 5) -> List[Tuple[str, float]]:
+    """Return the torch backend's median time per stage (ms) for ``scene``."""
+    from gemo_ros.render import _torch_backend
+
+    viewmat, K = orbit_camera(0.0, 0.0, 0.65, 25.0, size, size)
+    stages: Dict[str, List[float]] = {}
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            timings: Dict[str, float] = {}
+            _torch_backend.rasterize_torch(*scene, viewmat[None], K[None], size, size,
+                                           timings=timings)
+            for key, value in timings.items():
+                stages.setdefault(key, []).append(value)
+    return [(key, sorted(v[1:])[len(v[1:]) // 2]) for key, v in stages.items()]
+
+
+def main(argv=None) -> int:
+    """Run the benchmark and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
+    parser.add_argument("--profile", action="store_true", help="print the stage breakdown")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--counts", type=int, nargs="+", default=[10_000, 50_000, 100_000])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    repeats = 3 if args.quick else 7
+    backends = [("torch", torch.device("cpu"))]
+    if torch.cuda.is_available():
+        backends += [("gsplat", torch.device("cuda")), ("torch", torch.device("cuda"))]
+    scenes = [("face-30k", face_scene(30_000))]
+    scenes += [(f"random-{n // 1000}k", random_scene(n)) for n in args.counts]
+    print(f"torch {torch.__version__}, {args.threads} CPU threads, "
+          f"cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    print("| scene | size | backend | device | ms/frame (median) | min | pairs | peak MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, scene in scenes:
+        for size in args.sizes:
+            for backend, device in backends:
+                res = time_render(scene, size, backend, device, repeats)
+                pairs = "" if math.isnan(res["pairs"]) else f"{res['pairs'] / 1e6:.2f} M"
+                print(f"| {name} | {size} | {backend} | {device.type} | {res['ms']:.1f} | "
+                      f"{res['ms_min']:.1f} | {pairs} | {res['peak_mb']:.0f} |", flush=True)
+    if args.profile:
+        for name, scene in scenes[:2]:
+            for size in args.sizes:
+                print(f"\nstage breakdown, torch CPU, {name}, {size}x{size}:")
+                for key, ms in profile_torch(scene, size, repeats):
+                    print(f"  {key:>12s}: {ms:7.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
