@@ -107,6 +107,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat"))
     parser.add_argument("-o", "--output", default="face.png", help="output PNG")
+    # -o *.mp4 renders a talking-head video through the engine (gemo_ros/commands/render_video)
+    from gemo_ros.commands.render_video import add_video_arguments
+    add_video_arguments(parser)
 
 
 def request_from_args(args: argparse.Namespace) -> RenderRequest:
@@ -215,6 +218,9 @@ def save_png(image: np.ndarray, path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``gemo render``; returns the exit status."""
     import sys
+    if str(getattr(args, "output", "")).lower().endswith(".mp4"):
+        from gemo_ros.commands.render_video import render_video
+        return render_video(args)
     try:
         request = request_from_args(args)
         if not request.output.lower().endswith(".png"):

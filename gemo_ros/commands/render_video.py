@@ -67,6 +67,27 @@ def read_emotion_track(path: str) -> List[Tuple[float, EmotionCommand]]:
     return sorted(out, key=lambda x: x[0])
 
 
+def _emotion_arg(value) -> EmotionCommand:
+    """Accept the ``--emotion`` value as a command string or a parsed (name, intensity)."""
+    if value is None or isinstance(value, str):
+        return parse_emotion_command(value or "neutral")
+    if isinstance(value, EmotionCommand):
+        return value
+    name, intensity = (list(value) + [None])[:2]
+    return parse_emotion_command(f"{name} {intensity}" if intensity is not None else name)
+
+
+def _background_arg(value) -> Tuple[int, int, int]:
+    """Background as 0-255 RGB from ``--background`` (string or [0, 1] triple); default dark."""
+    if value is None:
+        return (18, 22, 30)
+    if isinstance(value, str):
+        from gemo_ros.commands.render import parse_color
+
+        value = parse_color(value)
+    return tuple(int(round(255 * float(c))) for c in value)
+
+
 def render_video(args: argparse.Namespace) -> int:
     """Render ``args.audio`` to the MP4 ``args.output``; return the exit status."""
     import soundfile as sf
@@ -86,7 +107,7 @@ def render_video(args: argparse.Namespace) -> int:
         fps = float(args.fps)
         if not 1.0 <= fps <= 240.0:
             raise ValueError(f"--fps must be in [1, 240], got {fps}")
-        track = [(0.0, parse_emotion_command(args.emotion or "neutral"))]
+        track = [(0.0, _emotion_arg(getattr(args, "emotion", None)))]
         if args.emotion_track:
             track += read_emotion_track(args.emotion_track)
         size = int(getattr(args, "size", 256) or 256)
@@ -98,6 +119,9 @@ def render_video(args: argparse.Namespace) -> int:
                            max_gaussians=int(getattr(args, "max_gaussians", 0)),
                            camera_yaw_deg=float(getattr(args, "yaw", 0.0)),
                            camera_pitch_deg=float(getattr(args, "pitch", 0.0)),
+                           camera_distance=float(getattr(args, "distance", None) or 0.62),
+                           camera_fov_deg=float(getattr(args, "fov", None) or 30.0),
+                           background=_background_arg(getattr(args, "background", None)),
                            idle=IdleConfig(enabled=not getattr(args, "no_idle", False)))
         engine = Engine(cfg, clock=lambda: clock[0])
         for w in engine.feed_audio(wave, rate, playback_time=0.0, arrival_time=-1e6).warnings:
