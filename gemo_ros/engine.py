@@ -42,7 +42,7 @@ MAX_QUEUED_AUDIO_S = 300.0
 #: Gaussians kept on a CPU when max_gaussians is -1 (auto); render time grows with the count.
 CPU_MAX_GAUSSIANS = 12000
 #: Sample rates accepted by feed_audio (Hz).
-MIN_RATE, MAX_RATE = 1000, 384000
+MIN_RATE, MAX_RATE = 4000, 192000
 JAW = ARKIT_INDEX["jawOpen"]
 
 
@@ -231,7 +231,12 @@ class _Stream:
             take = max(int(math.ceil(room * rate)), 1)
             # push long messages in slices of at most 0.5 s so one frame never does it all
             take = min(take, samples.size, max(int(0.5 * rate), 1))
-            self.model.push(samples[:take], rate)
+            try:
+                self.model.push(samples[:take], rate)
+            except ValueError as exc:  # the model refused it: skip, keep the clock right
+                LOG.warning("audio model refused %.2f s of audio (%s); played as silence",
+                            take / rate, exc)
+                self.model.push(np.zeros(take, np.float32), rate)
             self.pushed_s += take / rate
             if take >= samples.size:
                 self.pending.popleft()
@@ -400,8 +405,17 @@ class Engine:
                            f"face shows the audio of {lag * 1e3:.0f} ms ago; set "
                            f"audio.output_latency_s >= lookahead ({cfg.lookahead_s * 1e3:.0f} "
                            f"ms) or publish audio earlier")
-        rgb, coeffs, timings = self.head.render(
-            stream.model if stream is not None else None, u_shown, emotion, intensity, idle, cfg)
+        try:
+            rgb, coeffs, timings = self.head.render(
+                stream.model if stream is not None else None, u_shown, emotion, intensity,
+                idle, cfg)
+        except (ValueError, RuntimeError) as exc:
+            if stream is None:
+                raise
+            # a stage failed on this audio: show the idle face rather than no face
+            self._warn("stage_error", f"frame at t={t:.3f} s failed on the audio "
+                       f"({type(exc).__name__}: {exc}); showing the idle face")
+            rgb, coeffs, timings = self.head.render(None, 0.0, emotion, intensity, idle, cfg)
         timings["engine_total"] = (time.perf_counter() - t_start) * 1e3
         now = self.clock()
         state = {

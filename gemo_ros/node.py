@@ -84,7 +84,7 @@ PARAMETERS: Dict[str, Dict[str, Any]] = {
     "camera.fov_deg": _p(_ENG.camera_fov_deg, "vertical field of view (deg)", 5.0, 120.0),
     "background": _p(list(_ENG.background), "background colour [r, g, b], 0-255"),
     "audio.sample_rate": _p(16000, "sample rate of /audio in Hz (audio_info overrides)",
-                            1000, 384000, step=1),
+                            4000, 192000, step=1),
     "audio.channels": _p(1, "interleaved channels of /audio (audio_info overrides)", 1, 32,
                          step=1),
     "audio.sample_format": _p("S16LE", "S16LE, S32LE, F32LE or U8 (audio_info overrides)"),
@@ -361,10 +361,10 @@ class AvatarNode(Node):
             return
         try:
             fmt = ros_io.normalise_sample_format(msg.sample_format or "S16LE")
-            if msg.sample_rate < 1000 or msg.channels < 1:
+            if not 4000 <= msg.sample_rate <= 192000 or msg.channels < 1:
                 raise ros_io.AudioFormatError(
                     f"sample_rate {msg.sample_rate} Hz / channels {msg.channels} unusable "
-                    f"(need >= 1000 Hz and >= 1 channel)")
+                    f"(need 4000..192000 Hz and >= 1 channel)")
         except ros_io.AudioFormatError as exc:
             self._warn("audio_info_format", f"audio_info ignored: {exc}", error=True)
             return
