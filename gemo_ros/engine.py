@@ -387,8 +387,10 @@ class Engine:
             arrival = utt.arrival_of(u) if (utt is not None and speaking) else None
             now_arrival = utt.last_arrival if utt is not None else None
             # snapshot of pending audio for this frame: move what is needed under the lock
+            t_push = time.perf_counter()
             if stream is not None:
                 stream.feed_until(u + cfg.lookahead_s + 0.25)
+            push_ms = (time.perf_counter() - t_push) * 1e3
         lag = 0.0
         u_shown = u
         if stream is not None and speaking:
@@ -416,6 +418,7 @@ class Engine:
             self._warn("stage_error", f"frame at t={t:.3f} s failed on the audio "
                        f"({type(exc).__name__}: {exc}); showing the idle face")
             rgb, coeffs, timings = self.head.render(None, 0.0, emotion, intensity, idle, cfg)
+        timings["audio_push"] = push_ms
         timings["engine_total"] = (time.perf_counter() - t_start) * 1e3
         now = self.clock()
         state = {
