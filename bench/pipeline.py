@@ -73,7 +73,7 @@ def _ros_publisher():
 
 
 def bench_config(size: int, max_gaussians: int, device: str, frames: int,
-                 make_msg, publish) -> Dict[str, float]:
+                 make_msg, publish, stages: Dict[str, str]) -> Dict[str, float]:
     """Time one (size, level of detail) configuration; return medians in ms and extras."""
     import torch
 
@@ -81,7 +81,7 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
     from gemo_ros.engine import Engine, EngineConfig, PipelineHead
 
     cfg = EngineConfig(width=size, height=size, device=device, max_gaussians=max_gaussians,
-                       output_latency_s=0.2)
+                       output_latency_s=0.2, **stages)
     head = PipelineHead(cfg)
     th = head.head
     clock_t = [0.0]
@@ -156,6 +156,7 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
     res["lookahead_ms"] = 1e3 * float(getattr(stream, "lookahead_s", cfg.lookahead_s))
     res["latency_ms"] = res["lookahead_ms"] + res["e2e"]
     res["speaking"] = bool(state["speaking"])
+    res["stages"] = ", ".join(f"{k}={v}" for k, v in head.stages.items())
     return res
 
 
@@ -176,6 +177,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--avatar", default="default")
+    parser.add_argument("--a2e", default="default")
+    parser.add_argument("--residual", default="default")
     parser.add_argument("--write-docs", action="store_true",
                         help="replace the ## Pipeline section of docs/benchmarks.md")
     args = parser.parse_args()
@@ -187,7 +191,8 @@ def main() -> int:
     rows = []
     for lod in args.lod:
         for size in args.sizes:
-            r = bench_config(size, lod, args.device, args.frames, make_msg, publish)
+            r = bench_config(size, lod, args.device, args.frames, make_msg, publish,
+                             dict(avatar=args.avatar, a2e=args.a2e, residual=args.residual))
             r.update(size=size, lod=lod)
             rows.append(r)
             print(f"{size}px {r['gaussians']} Gaussians: e2e {r['e2e']:.1f} ms "
@@ -205,7 +210,8 @@ def main() -> int:
 def _table(rows, args, rss_mb, gpu_mb) -> str:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Machine: {_machine(args.device)}; torch threads {torch_threads()}; "
+        f"Machine: {_machine(args.device)}; load average {os.getloadavg()[0]:.1f} at the "
+        f"start; torch threads {torch_threads()}; "
         f"`python bench/pipeline.py {' '.join(sys.argv[1:])}`; {when}; medians over "
         f"{args.frames} frames of streamed speech (40 ms chunks), emotion happy 0.8.",
         "",
@@ -219,6 +225,8 @@ def _table(rows, args, rss_mb, gpu_mb) -> str:
             f"{r['residual']:.1f} | {r['render']:.1f} | {r['message']:.2f} | "
             f"{r['publish']:.2f} | {r['e2e']:.1f} | {r['fps']:.1f} | "
             f"{r['latency_ms']:.0f} ms (lookahead {r['lookahead_ms']:.0f} ms) |")
+    lines.append("")
+    lines.append("Stages: " + "; ".join(sorted({r["stages"] for r in rows})) + ".")
     lines.append("")
     lines.append(f"All times in ms per frame. Peak RSS of the benchmark process: {rss_mb:.0f} MB"
                  + (f"; peak GPU memory {gpu_mb:.0f} MB." if gpu_mb is not None else "."))
