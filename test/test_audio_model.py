@@ -12,6 +12,15 @@ from gemo_ros.emotions import EMOTIONS
 from gemo_ros.face.arkit import ARKIT_INDEX
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small models on a busy CPU run far faster on one thread (no OpenMP spinning)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> AudioToExpression:
     torch.manual_seed(0)
@@ -107,7 +116,13 @@ def test_bad_queries_raise_clear_value_error(tiny: AudioToExpression) -> None:
     with pytest.raises(ValueError, match="time"):
         stream.coefficients(float("nan"))
     with pytest.raises(ValueError, match="lookahead"):
-        StreamingA2E(tiny, lookahead_s=0.01)
+        StreamingA2E(tiny, lookahead_s=0.0)
+
+
+def test_too_small_lookahead_is_raised_to_the_model_minimum(tiny: AudioToExpression) -> None:
+    stream = StreamingA2E(tiny, lookahead_s=0.01)
+    assert stream.block == 1
+    assert stream.lookahead_s == pytest.approx(tiny.lookahead_s(1))
 
 
 def test_save_and_load_roundtrip(tiny: AudioToExpression, feats: torch.Tensor,

@@ -8,6 +8,15 @@ from gemo_ros.audio import A2EConfig, AudioToExpression, StreamingA2E, resample
 from gemo_ros.audio.model import tiny_encoder_config
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small models on a busy CPU run far faster on one thread (no OpenMP spinning)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> AudioToExpression:
     torch.manual_seed(0)

@@ -11,6 +11,7 @@ reproduces whole-signal resampling sample for sample.
 Utterance time 0 is the first sample pushed since :meth:`StreamingA2E.reset`.
 """
 
+import logging
 import threading
 from typing import Dict, Optional, Sequence, Union
 
@@ -21,6 +22,7 @@ from gemo_ros.audio.model import AudioToExpression
 from gemo_ros.audio.signal import StreamResampler, check_rate, to_float_mono
 from gemo_ros.emotions import emotion_index
 
+logger = logging.getLogger(__name__)
 EmotionLike = Union[str, int]
 
 
@@ -44,6 +46,11 @@ class StreamingA2E:
         if not np.isfinite(lookahead_s) or lookahead_s <= 0:
             raise ValueError(f"lookahead_s must be > 0, got {lookahead_s!r}")
         self.model = model.eval()
+        if lookahead_s < model.lookahead_s(1):
+            # Below the model's right context no block size works: use the smallest.
+            logger.warning("lookahead %.3f s is below the a2e model's minimum %.3f s; using "
+                           "the minimum", lookahead_s, model.lookahead_s(1))
+            lookahead_s = model.lookahead_s(1)
         self.block = model.block_for_lookahead(float(lookahead_s))
         self.history_frames = int(history_s * model.fps)
         self._device = next(model.parameters()).device
