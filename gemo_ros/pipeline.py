@@ -297,36 +297,40 @@ class TalkingHead:
         return self.avatar.interpolate_at_gaussians(verts[:b] - verts[b:])
 
     def offsets(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: torch.Tensor,
-                emotion: torch.Tensor, intensity: torch.Tensor
+                emotion: torch.Tensor, intensity: torch.Tensor,
+                displacement: Optional[torch.Tensor] = None
                 ) -> Optional[Dict[str, torch.Tensor]]:
         """Residual offsets ``{name: [B, N, d]}`` (None without a residual).
 
         Args:
             psi_n, psi_e: ``[B, 52]``; feats: ``[B, W, D]``; emotion: ``[B]`` long;
             intensity: ``[B]`` in [0, 1].
+            displacement: precomputed :meth:`displacement` ``[B, N, 3]`` (training caches it).
         """
         if self.residual is None:
             return None
-        disp = self.displacement(psi_n, psi_e)
+        disp = (self.displacement(psi_n, psi_e) if displacement is None
+                else displacement.to(self.device))
         return self.residual(disp, self._canonical, feats.to(self.device),
                              emotion.to(self.device), intensity.to(self.device),
                              binding=self._binding)
 
     def gaussians(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: Optional[torch.Tensor],
                   emotion: torch.Tensor, intensity: torch.Tensor,
-                  neck_rotation: Optional[torch.Tensor] = None, use_residual: bool = True
+                  neck_rotation: Optional[torch.Tensor] = None, use_residual: bool = True,
+                  displacement: Optional[torch.Tensor] = None
                   ) -> Tuple[Any, Optional[Dict[str, torch.Tensor]]]:
         """Return ``(avatar Gaussians with batch dim B, offsets or None)``.
 
         With a residual (and ``use_residual``): ``avatar(psi_n, neck, offsets)``, the
         method's head. Without: ``avatar(psi_e, neck)`` when ``emotion_geometry`` else
-        ``avatar(psi_n, neck)``.
+        ``avatar(psi_n, neck)``. ``displacement``: optional precomputed ``[B, N, 3]``.
         """
         if self.residual is not None and use_residual:
             if feats is None:
                 feats = torch.zeros(psi_n.shape[0], self.window, self.feature_dim,
                                     device=self.device)
-            offs = self.offsets(psi_n, psi_e, feats, emotion, intensity)
+            offs = self.offsets(psi_n, psi_e, feats, emotion, intensity, displacement)
             return self.avatar(psi_n.to(self.device), neck_rotation=neck_rotation,
                                offsets=offs), offs
         expr = psi_e if self.emotion_geometry else psi_n

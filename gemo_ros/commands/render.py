@@ -107,6 +107,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat"))
     parser.add_argument("-o", "--output", default="face.png", help="output PNG")
+    # --emotion / --audio stills go through the full pipeline (gemo_ros.pipeline.TalkingHead)
+    parser.add_argument("--time", type=float, default=0.0,
+                        help="still: seconds into --audio of the frame to render")
+    parser.add_argument("--a2e", default="default", help="audio-to-expression weights")
+    parser.add_argument("--residual", default="default",
+                        help="emotion residual weights ('none' = blendshapes only)")
     # -o *.mp4 renders a talking-head video through the engine (gemo_ros/commands/render_video)
     from gemo_ros.commands.render_video import add_video_arguments
     add_video_arguments(parser)
@@ -207,6 +213,41 @@ def render_still(request: RenderRequest, avatar=None) -> np.ndarray:
                         neck_rotation=neck, backend=request.backend)
 
 
+def render_pipeline_still(request: RenderRequest, emotion: str = "neutral",
+                          intensity: float = 0.0, audio_path: Optional[str] = None,
+                          time_s: float = 0.0, a2e: Optional[str] = "default",
+                          residual: Optional[str] = "default") -> np.ndarray:
+    """Render one frame of audio-to-expression + blendshapes + emotion residual.
+
+    Silence is used when ``audio_path`` is None. ``request.expression`` is added on top of
+    the coefficients. Returns ``uint8 [H, W, 3]``.
+    """
+    from gemo_ros.pipeline import RenderSettings, TalkingHead
+    device = resolve_device(request.device)
+    settings = RenderSettings(width=request.width, height=request.height,
+                              yaw_deg=request.yaw_deg, pitch_deg=request.pitch_deg,
+                              distance=request.distance, fov_deg=request.fov_deg,
+                              target=DEFAULT_TARGET, background=request.background,
+                              backend=request.backend)
+    none = (None, "", "none")
+    head = TalkingHead.load(request.avatar, None if a2e in none else a2e,
+                            None if residual in none else residual, settings=settings,
+                            device=str(device))
+    audio, rate = None, None
+    if audio_path:
+        import soundfile as sf
+        if not os.path.isfile(audio_path):
+            raise FileNotFoundError(f"audio file not found: {audio_path}")
+        data, rate = sf.read(audio_path, dtype="float32", always_2d=True)
+        audio = data.mean(axis=1)
+    neck = None
+    if request.head_yaw_deg or request.head_pitch_deg:
+        neck = head_rotation(request.head_yaw_deg, request.head_pitch_deg)[0].tolist()
+    frame = head.still(emotion, intensity, audio=audio, sample_rate=rate, time_s=time_s,
+                       expression=request.expression, neck_rotation=neck)
+    return frame.to_uint8()
+
+
 def save_png(image: np.ndarray, path: str) -> None:
     """Write ``uint8 [H, W, 3]`` to a PNG, creating the parent folder."""
     from PIL import Image
@@ -225,8 +266,19 @@ def run(args: argparse.Namespace) -> int:
         request = request_from_args(args)
         if not request.output.lower().endswith(".png"):
             raise ValueError(f"output must be a .png still, got {request.output!r}")
-        image = render_still(request)
-    except (ValueError, FileNotFoundError) as exc:
+        emotion = str(getattr(args, "emotion", None) or "neutral")
+        audio = getattr(args, "audio", None)
+        if audio or emotion.strip().lower() != "neutral":
+            from gemo_ros.ros_io import parse_emotion_command
+            command = parse_emotion_command(emotion)
+            intensity = 0.7 if command.intensity is None else command.intensity
+            image = render_pipeline_still(request, command.emotion, intensity, audio,
+                                          float(getattr(args, "time", 0.0)),
+                                          getattr(args, "a2e", "default"),
+                                          getattr(args, "residual", "default"))
+        else:
+            image = render_still(request)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"gemo render: {exc}", file=sys.stderr)
         return 2
     save_png(image, request.output)
@@ -235,4 +287,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["RenderRequest", "configure", "run", "request_from_args", "render_still",
+           "render_pipeline_still",
            "render_frame", "parse_expression", "parse_color", "head_rotation", "save_png"]

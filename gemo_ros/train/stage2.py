@@ -31,6 +31,9 @@ SSIM_WEIGHT = 0.2
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the command-line options of ``gemo train stage2``."""
     parser.add_argument("--avatar", default="default", help="avatar name or file")
+    parser.add_argument("--max-gaussians", type=int, default=12000,
+                        help="train on this level of detail of the avatar (0 = all; the "
+                             "CPU runtime uses 12000)")
     parser.add_argument("--a2e", default="default",
                         help="audio-to-expression weights ('none' = recipe stand-in, dev only)")
     parser.add_argument("--data", default=None,
@@ -68,13 +71,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- helpers
 def build_head(avatar: str, a2e: Optional[str], device: str, window: int, feature_dim: int,
-               clusters: int, dim: int) -> Any:
+               clusters: int, dim: int, max_gaussians: int = 0) -> Any:
     """Load the avatar (+ a2e) and attach a fresh residual sized for them."""
     from gemo_ros.avatar import load_avatar
     from gemo_ros.avatar.residual import EmotionResidual, ResidualConfig
     from gemo_ros.pipeline import TalkingHead
+    from gemo_ros.train.stage2_data import level_of_detail
 
-    av = load_avatar(avatar)
+    av = level_of_detail(load_avatar(avatar), max_gaussians)
     model = None
     if a2e and a2e != "none":
         from gemo_ros.audio import load_a2e
@@ -117,7 +121,8 @@ def student_images(head: Any, batch: Dict[str, torch.Tensor], use_residual: bool
     neck = None if not bool(neck.abs().sum() > 0) else neck
     g, offs = head.gaussians(batch["psi_n"].to(dev), batch["psi_e"].to(dev),
                              batch["feats"].to(dev), batch["emotion"].to(dev),
-                             batch["intensity"].to(dev), neck, use_residual=use_residual)
+                             batch["intensity"].to(dev), neck, use_residual=use_residual,
+                             displacement=batch.get("disp"))
     h, w = batch["image"].shape[1:3]
     bg = torch.tensor(head.settings.background if settings is None else settings.background,
                       device=dev)
@@ -130,13 +135,27 @@ def student_images(head: Any, batch: Dict[str, torch.Tensor], use_residual: bool
     return torch.stack(out).clamp(0.0, 1.0), offs
 
 
-def batch_of(frames: Any, index: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Tensors of frames ``index`` with the image as float [B, H, W, 3] in [0, 1]."""
+def batch_of(frames: Any, index: torch.Tensor,
+             disp: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    """Tensors of frames ``index`` with the image as float [B, H, W, 3] in [0, 1].
+
+    ``disp``: optional cached mesh displacements ``[F, N, 3]`` of all frames.
+    """
     sub = frames.select(index)
     out = {k: getattr(sub, k) for k in ("feats", "emotion", "intensity", "psi_n", "psi_e",
                                         "neck", "viewmat", "K")}
     out["image"] = sub.image.float() / 255.0
+    if disp is not None:
+        out["disp"] = disp[index]
     return out
+
+
+@torch.no_grad()
+def displacements(head: Any, frames: Any, chunk: int = 16) -> torch.Tensor:
+    """Mesh displacement at every Gaussian for every frame ``[F, N, 3]`` (cached once)."""
+    parts = [head.displacement(frames.psi_n[s:s + chunk], frames.psi_e[s:s + chunk]).cpu()
+             for s in range(0, len(frames), chunk)]
+    return torch.cat(parts)
 
 
 def photometric(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -169,6 +188,13 @@ def speech_clips(train: int, test: int, seed: int) -> Tuple[list, list]:
     return train_clips, test_clips
 
 
+def _mtime(name: str) -> float:
+    from gemo_ros.avatar import default_avatar_path
+
+    path = default_avatar_path() if name == "default" else name
+    return os.path.getmtime(path) if os.path.isfile(path) else 0.0
+
+
 def synthetic_frames(head: Any, args: argparse.Namespace) -> Any:
     """Render (or reuse from ``--cache``) the synthetic teacher frames."""
     from gemo_ros.train.stage2_data import (Stage2Frames, SyntheticSpec, generate_synthetic,
@@ -179,6 +205,7 @@ def synthetic_frames(head: Any, args: argparse.Namespace) -> Any:
     key = json.dumps({"spec": asdict(spec), "train": args.train_clips, "test": args.test_clips,
                       "a2e": args.a2e if head.a2e is not None else "none",
                       "avatar": args.avatar, "n": head.avatar.num_gaussians,
+                      "mtime": _mtime(args.avatar),
                       "window": args.window}, sort_keys=True)
     if args.cache and os.path.isfile(args.cache) and os.path.isfile(args.cache + ".json"):
         with open(args.cache + ".json") as fh:
@@ -225,6 +252,7 @@ def train(head: Any, frames: Any, args: argparse.Namespace, out: str) -> Dict[st
         start = int(state["step"])
         LOG.info("resumed from %s at step %d", ckpt, start)
     gen = torch.Generator().manual_seed(args.seed + start)
+    disp = displacements(head, train_set)
     log = open(os.path.join(out, "log.jsonl"), "a")
     t0 = time.time()
     ema = None
@@ -233,7 +261,7 @@ def train(head: Any, frames: Any, args: argparse.Namespace, out: str) -> Dict[st
     step = start
     for step in bar:
         idx = torch.randint(0, len(train_set), (args.batch,), generator=gen)
-        batch = batch_of(train_set, idx)
+        batch = batch_of(train_set, idx, disp)
         pred, offs = student_images(head, batch, True)
         target = batch["image"].to(pred.device)
         photo = photometric(pred, target)
@@ -244,9 +272,10 @@ def train(head: Any, frames: Any, args: argparse.Namespace, out: str) -> Dict[st
         torch.nn.utils.clip_grad_norm_(residual.parameters(), 1.0)
         opt.step()
         sched.step()
-        ema = float(photo) if ema is None else 0.95 * ema + 0.05 * float(photo)
+        photo_v = float(photo.detach())
+        ema = photo_v if ema is None else 0.95 * ema + 0.05 * photo_v
         bar.set_postfix(photo=f"{ema:.4f}", reg=f"{float(reg):.2e}")
-        log.write(json.dumps({"step": step + 1, "photo": float(photo), "reg": float(reg),
+        log.write(json.dumps({"step": step + 1, "photo": photo_v, "reg": float(reg),
                               "lr": sched.get_last_lr()[0], "s": round(time.time() - t0, 2)})
                   + "\n")
         log.flush()
@@ -278,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     head = build_head(args.avatar, args.a2e, args.device, args.window, 64, args.clusters,
-                      args.dim)
+                      args.dim, args.max_gaussians)
     if args.data:
         from gemo_ros.train.stage2_data import load_stage2_dataset
 
@@ -292,6 +321,7 @@ def run(args: argparse.Namespace) -> int:
             "minutes": f"{stats['minutes']:.1f}", "data": args.data or "synthetic teacher",
             "a2e": args.a2e if head.a2e is not None else "none (recipe stand-in)",
             "avatar": args.avatar, "size": str(frames.size[0]),
+            "max_gaussians": str(args.max_gaussians),
             "train_frames": str(int((~frames.test).sum())), "seed": str(args.seed)}
     path = os.path.join(args.out, "residual.safetensors")
     head.residual.save(path, extra=meta)
