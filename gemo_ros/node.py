@@ -138,14 +138,23 @@ _ENGINE_KEYS = {
 def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
     """Wrap a subscription callback so that no exception ever reaches the executor."""
     @functools.wraps(callback)
-    def wrapper(self: "AvatarNode", msg: Any) -> None:
+    def wrapper(self: "AvatarNode", msg: Any, *info: Any) -> None:
         try:
-            callback(self, msg)
+            callback(self, msg, *info)
         except Exception as exc:  # noqa: BLE001 - bad input must never stop the node
             self._warn("callback:" + callback.__name__,
                        f"{callback.__name__} failed on a message: {type(exc).__name__}: {exc}",
                        error=True)
     return wrapper
+
+
+def _with_info(handler: Callable[..., None]) -> Callable[..., None]:
+    """Let rclpy pass MessageInfo (send/receive stamps) where it can (Iron and later)."""
+    import rclpy.subscription as sub
+
+    if hasattr(sub, "MessageInfo"):
+        return lambda msg, info: handler(msg, info)
+    return lambda msg: handler(msg)
 
 
 def _descriptor(name: str, spec: Dict[str, Any]) -> ParameterDescriptor:
@@ -184,10 +193,11 @@ class AvatarNode(Node):
         from std_msgs.msg import String
 
         self._String = String
-        self.create_subscription(AudioData, "audio", self._on_audio, reliable,
+        self.create_subscription(AudioData, "audio", _with_info(self._on_audio), reliable,
                                  callback_group=inputs)
-        self.create_subscription(AudioDataStamped, "audio_stamped", self._on_audio_stamped,
-                                 reliable, callback_group=inputs)
+        self.create_subscription(AudioDataStamped, "audio_stamped",
+                                 _with_info(self._on_audio_stamped), reliable,
+                                 callback_group=inputs)
         self.create_subscription(AudioInfo, "audio_info", self._on_audio_info,
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
                                  callback_group=inputs)
@@ -373,19 +383,26 @@ class AvatarNode(Node):
             self._info_format = (int(msg.sample_rate), int(msg.channels), fmt)
 
     @_guarded
-    def _on_audio(self, msg: Any) -> None:
-        self._feed(msg.data, None)
+    def _on_audio(self, msg: Any, info: Any = None) -> None:
+        self._feed(msg.data, None, info)
 
     @_guarded
-    def _on_audio_stamped(self, msg: Any) -> None:
+    def _on_audio_stamped(self, msg: Any, info: Any = None) -> None:
         stamp = ros_io.stamp_to_s(msg.header.stamp)
         if stamp <= 0.0:
             self._warn("stamp_zero", "audio_stamped with a zero stamp: played as unstamped audio")
             stamp = None
-        self._feed(msg.audio.data, stamp)
+        self._feed(msg.audio.data, stamp, info)
 
-    def _feed(self, data: Any, playback_time: Optional[float]) -> None:
+    def _feed(self, data: Any, playback_time: Optional[float], info: Any = None) -> None:
         arrival = self._now()
+        # The publisher's send time, when the middleware gives it and it is plausible, is a
+        # steadier arrival time than this callback's (which waits for a free thread).
+        src = (info or {}).get("source_timestamp") if isinstance(info, dict) else None
+        if src:
+            sent = src * 1e-9
+            if 0.0 <= arrival - sent < 1.0:
+                arrival = sent
         with self._audio_lock:
             coding_ok = self._coding_ok
             rate, channels, fmt = self._info_format or self._audio_format

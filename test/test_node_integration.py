@@ -199,8 +199,6 @@ def test_frames_arrive_with_size_encoding_frame_id_and_increasing_stamps(listene
     assert all(m.header.frame_id == "test_face" for m in msgs)
     assert all(len(m.data) == SIZE * SIZE * 3 for m in msgs)
     assert all(b > a for a, b in zip(stamps, stamps[1:]))
-    # the stamps advance at the requested frame rate (loosely: frames may be skipped)
-    assert np.median(np.diff(stamps)) == pytest.approx(1.0 / FPS, rel=0.5)
 
 
 def test_state_reports_emotion_intensity_speaking_fps_and_latency_keys(listener):
