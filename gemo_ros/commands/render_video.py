@@ -116,6 +116,8 @@ def render_video(args: argparse.Namespace) -> int:
         clock = [0.0]
         cfg = EngineConfig(width=width, height=height, device=getattr(args, "device", "auto"),
                            avatar=getattr(args, "avatar", "default"),
+                           a2e=getattr(args, "a2e", "default") or "default",
+                           residual=getattr(args, "residual", "default") or "default",
                            max_gaussians=int(getattr(args, "max_gaussians", 0)),
                            camera_yaw_deg=float(getattr(args, "yaw", 0.0)),
                            camera_pitch_deg=float(getattr(args, "pitch", 0.0)),
