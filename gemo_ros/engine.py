@@ -83,8 +83,8 @@ class EngineConfig:
     residual: str = "default"
     camera_yaw_deg: float = 0.0
     camera_pitch_deg: float = 0.0
-    camera_distance: float = 0.62
-    camera_fov_deg: float = 30.0
+    camera_distance: float = 0.65
+    camera_fov_deg: float = 22.0
     background: Tuple[int, int, int] = (18, 22, 30)
     lookahead_s: float = 0.12
     output_latency_s: float = 0.2

@@ -50,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="ROS_DOMAIN_ID for the demo (default: a random private one)")
     parser.add_argument("--node-arg", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra node parameter, e.g. --node-arg idle.enabled:=false")
+    parser.add_argument("--video-min-size", type=int, default=256,
+                        help="small frames are scaled up (bilinear) to at least this many "
+                             "pixels in the MP4 (default 256; 0 keeps the node's size)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for the node's first frame (default 300)")
 
@@ -217,6 +220,16 @@ def _play(rec: _Recorder, clip: np.ndarray, rate: int, args: argparse.Namespace,
     return total
 
 
+def _scaled(frames, scale: float):
+    """Yield frames resized by ``scale`` (bilinear) for a watchable video of a small node."""
+    from PIL import Image
+
+    for f in frames:
+        h, w = f.shape[:2]
+        size = (int(round(w * scale)) // 2 * 2, int(round(h * scale)) // 2 * 2)
+        yield np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
+
+
 def _utterance_starts(states: List[Dict[str, Any]]) -> Dict[int, float]:
     """Return the playback start time of every utterance the node reported."""
     starts: Dict[int, List[float]] = {}
@@ -306,7 +319,12 @@ def run(args: argparse.Namespace) -> int:
             audio[k:k + len(seg)] += seg
     audio = audio[: int(n_out / fps * rate)]
     mp4 = os.path.join(args.out_dir, "demo.mp4")
-    write_mp4(hold_frames(stamps, images, t_play, fps, n_out), fps, mp4, audio, rate)
+    video = hold_frames(stamps, images, t_play, fps, n_out)
+    scale = (args.video_min_size / images[0].shape[0]
+             if 0 < images[0].shape[0] < args.video_min_size else 1.0)
+    if scale > 1.0:
+        video = _scaled(video, scale)
+    write_mp4(video, fps, mp4, audio, rate)
     duration = probe_duration(mp4)
 
     # Contact sheet: the last frame of each emotion step (the ramp has settled there).
@@ -327,8 +345,9 @@ def run(args: argparse.Namespace) -> int:
         for k, v in s.get("timings_ms", {}).items():
             timings.setdefault(k, []).append(v)
     lat = [s["latency_s"] for s in states if s.get("latency_s") is not None]
-    _say(f"wrote {mp4}: {duration:.2f} s at {fps:g} fps, {images[0].shape[1]}x"
-         f"{images[0].shape[0]}, audio muxed ({len(starts)} utterances)")
+    _say(f"wrote {mp4}: {duration:.2f} s at {fps:g} fps, node frames {images[0].shape[1]}x"
+         f"{images[0].shape[0]}" + (f" shown x{scale:.2f}" if scale > 1.0 else "")
+         + f", audio muxed ({len(starts)} utterances)")
     _say(f"wrote {sheet}")
     _say(f"frames received: {len(stamps)} in {span:.1f} s = {achieved:.1f} fps achieved "
          f"(node asked for {fps:g}); device {states[-1].get('device') if states else '?'}")

@@ -121,8 +121,8 @@ def render_video(args: argparse.Namespace) -> int:
                            max_gaussians=int(getattr(args, "max_gaussians", 0)),
                            camera_yaw_deg=float(getattr(args, "yaw", 0.0)),
                            camera_pitch_deg=float(getattr(args, "pitch", 0.0)),
-                           camera_distance=float(getattr(args, "distance", None) or 0.62),
-                           camera_fov_deg=float(getattr(args, "fov", None) or 30.0),
+                           camera_distance=float(getattr(args, "distance", None) or 0.65),
+                           camera_fov_deg=float(getattr(args, "fov", None) or 22.0),
                            background=_background_arg(getattr(args, "background", None)),
                            idle=IdleConfig(enabled=not getattr(args, "no_idle", False)))
         engine = Engine(cfg, clock=lambda: clock[0])
