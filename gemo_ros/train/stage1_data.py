@@ -340,18 +340,225 @@ def write_stage1_dataset(root: str, frames: Sequence[Frame], width: int, height:
     return path
 
 
-def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula: axis-angle ``[..., 3]`` (radians) -> rotation ``[..., 3, 3]``."""
-    theta = aa.norm(dim=-1, keepdim=True).unsqueeze(-1)
-    k = aa / aa.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    kx, ky, kz = k.unbind(-1)
-    zero = torch.zeros_like(kx)
-    cross = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], dim=-1)
-    cross = cross.reshape(*aa.shape[:-1], 3, 3)
-    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(cross)
-    return eye + torch.sin(theta) * cross + (1 - torch.cos(theta)) * (cross @ cross)
+# -- synthetic benchmark data -------------------------------------------------------------
+
+#: Camera yaws (degrees) of the held-out novel views; training cameras never use them.
+NOVEL_YAWS_DEG = (-60.0, -30.0, 30.0, 60.0)
 
 
-def deg(value: float) -> float:
-    """Degrees -> radians (named for readability where angles come from the CLI)."""
-    return value * math.pi / 180.0
+@dataclass
+class SyntheticConfig:
+    """How the synthetic benchmark is sampled (angles in degrees, lengths in metres)."""
+
+    width: int = 256
+    height: int = 256
+    num_train: int = 120
+    num_test: int = 20
+    #: expressions rendered at each novel yaw (the first is always neutral).
+    novel_expressions: int = 2
+    seed: int = 0
+    appearance: str = "variant"
+    train_yaw: float = 35.0          #: camera yaw ~ U(-train_yaw, train_yaw)
+    train_pitch: tuple = (-10.0, 15.0)
+    neck_yaw: float = 12.0           #: head (neck joint) yaw ~ U(-neck_yaw, neck_yaw)
+    neck_pitch: float = 10.0
+    neck_roll: float = 5.0
+    distance: tuple = (0.68, 0.78)
+    fov_deg: float = 25.0
+    target: tuple = (0.0, -0.03, 0.0)
+    #: largest number of simultaneously active expression coefficients.
+    max_active: int = 5
+
+
+APPEARANCES = ("default", "variant")
+
+
+def appearance_variant(avatar, name: str):
+    """Return a copy of ``avatar`` with a different appearance (colours of G0 and dG).
+
+    ``default`` keeps the colours. ``variant`` gives another person-like look: a colour
+    transform (cooler, darker skin; darker hair) and a high-frequency pattern (face paint
+    stripes on the cheeks and forehead, a function of the canonical positions) that a
+    learner must resolve with enough Gaussians.
+    """
+    import copy
+    if name not in APPEARANCES:
+        raise ValueError(f"unknown appearance {name!r}; choose one of {APPEARANCES}")
+    out = copy.deepcopy(avatar)
+    if name == "default":
+        return out
+    with torch.no_grad():
+        pos = out.canonical_means()                                     # [N, 3]
+        col = out.params["color"].data
+        mix = torch.tensor([[0.80, 0.12, 0.05], [0.05, 0.78, 0.10], [0.02, 0.10, 0.95]])
+        col = (col @ mix.T) * torch.tensor([0.85, 0.88, 1.02])
+        x, y, z = pos.unbind(-1)
+        front = ((z > 0.03) & (y > -0.09) & (y < 0.09)).float()
+        stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * (x * 55.0 + y * 18.0))
+        paint = torch.tensor([0.15, 0.35, 0.75])
+        cheek = front * ((x.abs() > 0.025) & (y < 0.0) & (y > -0.06)).float()
+        brow = front * (y > 0.045).float()
+        w = (0.55 * (cheek + brow).clamp(max=1.0) * (stripes > 0.6).float())[:, None]
+        out.params["color"].data = ((1 - w) * col + w * paint).clamp(0.0, 1.0)
+    out.metadata = dict(out.metadata, appearance=name)
+    return out
+
+
+def random_expression(rng: np.random.Generator, max_active: int = 5) -> np.ndarray:
+    """Sample a plausible sparse ARKit coefficient vector ``[52]`` in [0, 1]."""
+    expr = np.zeros(NUM_ARKIT)
+    if rng.random() < 0.1:
+        return expr                                          # neutral
+    n = int(rng.integers(1, max_active + 1))
+    for i in rng.choice(NUM_ARKIT, size=n, replace=False):
+        expr[i] = rng.uniform(0.2, 1.0)
+    if rng.random() < 0.5:                                   # the mouth is the hard part
+        expr[ARKIT_INDEX["jawOpen"]] = rng.uniform(0.1, 0.9)
+    if rng.random() < 0.15:
+        expr[ARKIT_INDEX["eyeBlinkLeft"]] = expr[ARKIT_INDEX["eyeBlinkRight"]] = \
+            rng.uniform(0.5, 1.0)
+    return expr
+
+
+def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``[..., 3, 3]`` -> axis-angle ``[..., 3]`` (radians, angle < pi)."""
+    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0).clamp(-1.0, 1.0)
+    angle = torch.acos(cos)
+    axis = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
+                        R[..., 1, 0] - R[..., 0, 1]], -1)
+    sin = torch.sin(angle)
+    scale = torch.where(sin.abs() > 1e-6, angle / (2.0 * sin).clamp_min(1e-12),
+                        torch.full_like(angle, 0.5))
+    return axis * scale[..., None]
+
+
+def derived_joint_rotations(face, expr: torch.Tensor,
+                            neck: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Joint rotations that ``face`` derives for ``expr [B,52]`` and ``neck [B,3]``.
+
+    Returns ``{joint: [B, 3]}`` axis-angle rotations relative to the parent joint (jaw and
+    eyes relative to the neck), the convention of the dataset's ``joints`` entries.
+    """
+    T = face.joint_transforms(expr, neck)                    # [B, J, 3, 4] world
+    R = T[..., :3]
+    out = {"neck": matrix_to_axis_angle(R[:, 0])}
+    for j, name in enumerate(face.joint_names[1:], start=1):
+        out[name] = matrix_to_axis_angle(R[:, 0].transpose(-1, -2) @ R[:, j])
+    return out
+
+
+def _render_frame(avatar, expr: torch.Tensor, neck: torch.Tensor, viewmat: torch.Tensor,
+                  K: torch.Tensor, width: int, height: int):
+    from gemo_ros.render import rasterize
+    with torch.no_grad():
+        g = avatar(expr[None], neck[None])
+        rgb, alpha, _ = rasterize(**g.render_args(0), viewmat=viewmat, K=K, width=width,
+                                  height=height)
+    # Straight (un-premultiplied) colour for the RGBA file; alpha is the mask.
+    straight = torch.where(alpha > 1e-4, rgb / alpha.clamp_min(1e-4), torch.zeros_like(rgb))
+    return straight.clamp(0.0, 1.0), alpha.clamp(0.0, 1.0)
+
+
+def generate_synthetic(out_dir: str, avatar, config: SyntheticConfig,
+                       progress: bool = True) -> Stage1Dataset:
+    """Render a ground-truth avatar into a Stage 1 dataset folder with known answers.
+
+    ``train`` and ``test`` frames share one distribution: random sparse expressions, random
+    neck rotations and random orbit cameras (yaw within ``+-train_yaw``). ``novel`` frames
+    are held-out views at :data:`NOVEL_YAWS_DEG` with no neck rotation, so they test
+    viewpoints and not only expressions. Joint rotations written are those the face model
+    derives (jaw and eyes from the coefficients).
+
+    Args:
+        out_dir: folder to create (``dataset.json`` + ``images/``).
+        avatar: the ground-truth :class:`gemo_ros.avatar.GaussianAvatar`.
+        config: sampling settings.
+    """
+    from tqdm import tqdm
+
+    from gemo_ros.render import orbit_camera
+    rng = np.random.default_rng(config.seed)
+    gt = appearance_variant(avatar, config.appearance)
+    jobs = []
+    for i in range(config.num_train + config.num_test):
+        split = "train" if i < config.num_train else "test"
+        yaw = rng.uniform(-config.train_yaw, config.train_yaw)
+        while any(abs(yaw - v) < 0.5 for v in NOVEL_YAWS_DEG):  # keep novel yaws unseen
+            yaw = rng.uniform(-config.train_yaw, config.train_yaw)
+        pitch = rng.uniform(*config.train_pitch)
+        neck = np.radians([rng.uniform(-config.neck_pitch, config.neck_pitch),
+                           rng.uniform(-config.neck_yaw, config.neck_yaw),
+                           rng.uniform(-config.neck_roll, config.neck_roll)])
+        jobs.append((f"{split}_{i:04d}", split, yaw, pitch, rng.uniform(*config.distance),
+                     neck, random_expression(rng, config.max_active), ""))
+    for j, yaw in enumerate(NOVEL_YAWS_DEG):
+        for e in range(config.novel_expressions):
+            expr = np.zeros(NUM_ARKIT) if e == 0 else random_expression(rng, config.max_active)
+            jobs.append((f"novel_{j}{e}_yaw{yaw:+.0f}", "novel", yaw, 0.0,
+                         float(np.mean(config.distance)), np.zeros(3), expr,
+                         f"yaw{yaw:+.0f}"))
+    frames = []
+    for name, split, yaw, pitch, dist, neck, expr, view in tqdm(
+            jobs, desc="render synthetic frames", disable=not progress):
+        viewmat, K = orbit_camera(yaw, pitch, dist, config.fov_deg, config.width,
+                                  config.height, target=config.target)
+        expr_t = torch.tensor(expr, dtype=torch.float32)
+        neck_t = torch.tensor(neck, dtype=torch.float32)
+        image, mask = _render_frame(gt, expr_t, neck_t, viewmat, K, config.width,
+                                    config.height)
+        joints = {k: v[0] for k, v in derived_joint_rotations(
+            gt.face, expr_t[None], neck_t[None]).items()}
+        frames.append(Frame(name=name, split=split, K=K, viewmat=viewmat, expression=expr_t,
+                            joints=joints, image=image, mask=mask, view=view))
+    extra = {"synthetic": {"appearance": config.appearance, "seed": config.seed,
+                           "gt_avatar": str(gt.metadata.get("name", "")),
+                           "gt_gaussians": gt.num_gaussians,
+                           "novel_yaws_deg": list(NOVEL_YAWS_DEG),
+                           "train_yaw_deg": config.train_yaw}}
+    write_stage1_dataset(out_dir, frames, config.width, config.height, extra=extra)
+    LOG.info("wrote %d synthetic frames to %s", len(frames), out_dir)
+    return load_stage1_dataset(out_dir)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line of the synthetic generator (``python -m gemo_ros.train.stage1_data``)."""
+    import argparse
+    d = SyntheticConfig()
+    parser = argparse.ArgumentParser(
+        description="Render a ground-truth avatar into a Stage 1 dataset (synthetic benchmark).")
+    parser.add_argument("--out", required=True, help="dataset folder to write")
+    parser.add_argument("--avatar", default="default",
+                        help="ground-truth avatar: 'default' or a .safetensors file")
+    parser.add_argument("--gt-gaussians", type=int, default=0,
+                        help="instead of --avatar, build the procedural default head with "
+                             "this many Gaussians (small, fast data for tests)")
+    parser.add_argument("--appearance", default=d.appearance, choices=APPEARANCES)
+    parser.add_argument("--size", type=int, default=d.width, help="image width = height (px)")
+    parser.add_argument("--train", type=int, default=d.num_train, help="training frames")
+    parser.add_argument("--test", type=int, default=d.num_test, help="held-out frames")
+    parser.add_argument("--novel-expressions", type=int, default=d.novel_expressions,
+                        help="frames per novel yaw (the first neutral)")
+    parser.add_argument("--train-yaw", type=float, default=d.train_yaw,
+                        help="training camera yaw range +-deg")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.gt_gaussians:
+        from gemo_ros.avatar.procedural import build_default_avatar
+        avatar = build_default_avatar(args.gt_gaussians)
+    else:
+        from gemo_ros.avatar.io import load_avatar
+        avatar = load_avatar(args.avatar)
+    config = SyntheticConfig(width=args.size, height=args.size, num_train=args.train,
+                             num_test=args.test, novel_expressions=args.novel_expressions,
+                             seed=args.seed, appearance=args.appearance,
+                             train_yaw=args.train_yaw)
+    generate_synthetic(args.out, avatar, config)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
