@@ -218,9 +218,9 @@ def _brute_force(proj, colors, size, bg):
 @pytest.mark.parametrize("path", ["pairs", "tiles"])
 @pytest.mark.parametrize("antialiased", [False, True])
 def test_random_scene_matches_brute_force_reference(antialiased, path):
-    size, bg = 24, torch.tensor([0.3, 0.1, 0.7])
-    g = _random_scene(40, seed=3)
-    viewmat, K = _camera(size, focal=30.0)
+    size, bg = 18, torch.tensor([0.3, 0.1, 0.7])
+    g = _random_scene(30, seed=3)
+    viewmat, K = _camera(size, focal=22.0)
     with torch.no_grad():
         rgb, alpha, info = rasterize_torch(*g, viewmat[None], K[None], size, size,
                                            backgrounds=bg[None], antialiased=antialiased,
@@ -272,6 +272,28 @@ def test_inference_tiles_match_differentiable_pairs(antialiased, n_cams):
     assert out["pairs"][1].max() > 0.999  # opaque regions exercise the 1e-4 stop rule
     assert torch.allclose(out["tiles"][0], out["pairs"][0], atol=1e-5)
     assert torch.allclose(out["tiles"][1], out["pairs"][1], atol=1e-5)
+
+
+def test_tiles_path_handles_many_tiles(monkeypatch):
+    import gemo_ros.render._torch_backend as backend
+
+    g = _random_scene(300, seed=21, depth=0.0)
+    from gemo_ros.render import orbit_camera
+
+    viewmat, K = orbit_camera(0.0, 0.0, 2.0, 30.0, 40, 40)
+    with torch.no_grad():
+        want = rasterize_torch(*g, viewmat[None], K[None], 40, 40, path="tiles")
+        monkeypatch.setattr(backend, "_INT16_TILES", 0)  # force the int32 sort keys
+        got = rasterize_torch(*g, viewmat[None], K[None], 40, 40, path="tiles")
+    assert torch.equal(want[0], got[0]) and torch.equal(want[1], got[1])
+
+
+def test_tiles_path_refuses_gradients():
+    g = list(_gaussians([0.0, 0.0, 2.0]))
+    g[0].requires_grad_(True)
+    viewmat, K = _camera()
+    with pytest.raises(ValueError, match="inference-only"):
+        rasterize_torch(*g, viewmat[None], K[None], SIZE, SIZE, path="tiles")
 
 
 def test_rasterize_uses_tiles_without_grad_and_pairs_with_grad():

@@ -24,7 +24,7 @@ transmittance is a segmented prefix sum of ``log(1 - alpha)``.
 
 import math
 import time
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -44,6 +44,7 @@ _LOG_ALPHA_THRESHOLD = math.log(ALPHA_THRESHOLD)
 TILE = 4
 CHUNK = 32
 _ONE = torch.ones(())
+_INT16_TILES = 2**15 - 1
 
 # Real spherical-harmonics constants (Sloan, "Efficient Spherical Harmonic Evaluation").
 _SH_C0 = 0.28209479177387814
@@ -125,14 +126,17 @@ def project(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
     (times the antialiasing compensation), ``extent`` (px half-size of the tight box,
     float, per axis), ``radii`` (int32, gsplat's ceil'd radii, 0 = culled) and ``valid``.
     """
+    n = means.shape[0]
     rot_c = viewmats[:, :3, :3]                                   # [C, 3, 3]
     t_c = viewmats[:, :3, 3]                                      # [C, 3]
-    mean_c = torch.einsum("cij,nj->cni", rot_c, means) + t_c[:, None, :]  # [C, N, 3]
+    mean_c = torch.matmul(means, rot_c.transpose(1, 2)) + t_c[:, None, :]  # [C, N, 3]
     x, y, z = mean_c.unbind(-1)
 
-    # World covariance factor M = R diag(s); cov_cam = (W M)(W M)^T.
+    # World covariance factor M = R diag(s) as [3, N, 3] (row i of every M side by side),
+    # so W M for all Gaussians is one [3, 3] x [3, 3N] matmul per camera.
     factor = quat_to_rotmat(quats) * scales[:, None, :]           # [N, 3, 3]
-    factor_c = torch.einsum("cij,njk->cnik", rot_c, factor)       # [C, N, 3, 3]
+    factor_c = torch.matmul(rot_c, factor.transpose(0, 1).reshape(3, 3 * n))
+    wm0, wm1, wm2 = factor_c.reshape(-1, 3, n, 3).unbind(1)       # rows of W M: [C, N, 3]
 
     fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]                 # [C, 1]
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
@@ -148,10 +152,8 @@ def project(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
     tx = z_safe * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, x * rz))
     ty = z_safe * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, y * rz))
     # J rows: [fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]; J (W M) row by row.
-    j0 = torch.stack([fx * rz, torch.zeros_like(rz), -fx * tx * rz * rz], dim=-1)
-    j1 = torch.stack([torch.zeros_like(rz), fy * rz, -fy * ty * rz * rz], dim=-1)
-    u0 = torch.einsum("cni,cnik->cnk", j0, factor_c)              # [C, N, 3]
-    u1 = torch.einsum("cni,cnik->cnk", j1, factor_c)
+    u0 = (fx * rz)[..., None] * wm0 - (fx * tx * rz * rz)[..., None] * wm2   # [C, N, 3]
+    u1 = (fy * rz)[..., None] * wm1 - (fy * ty * rz * rz)[..., None] * wm2
     cov_a = (u0 * u0).sum(-1)
     cov_b = (u0 * u1).sum(-1)
     cov_c = (u1 * u1).sum(-1)
@@ -232,7 +234,8 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
                     backgrounds: Optional[Tensor] = None, antialiased: bool = False,
                     sh_degree: Optional[int] = None, eps2d: float = 0.3,
                     near_plane: float = 0.01, far_plane: float = 1e10,
-                    path: str = "auto", timings: Optional[Dict[str, float]] = None
+                    path: str = "auto", timings: Optional[Dict[str, float]] = None,
+                    clock: Callable[[], float] = time.perf_counter
                     ) -> Tuple[Tensor, Tensor, Dict]:
     """Rasterize ``N`` Gaussians into ``C`` cameras with PyTorch ops.
 
@@ -244,9 +247,10 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     ``path``: ``"pairs"`` (differentiable: exact per-pixel pair lists, autograd through
     everything), ``"tiles"`` (inference only: dense 8x8 tiles, K-batched front-to-back
     with per-tile early termination; same result to ~1e-6) or ``"auto"`` (tiles when no
-    gradient is needed). ``timings``, if given, receives milliseconds per stage.
+    gradient is needed). ``timings``, if given, receives milliseconds per stage measured
+    with ``clock`` (e.g. ``time.process_time`` for CPU time).
     """
-    clock = _Clock(timings)
+    clock = _Clock(timings, clock)
     n_cams = viewmats.shape[0]
     n = means.shape[0]
     need_grad = torch.is_grad_enabled() and any(
@@ -308,14 +312,16 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
 class _Clock:
     """Record wall-clock milliseconds per named stage into a dict (no-op without one)."""
 
-    def __init__(self, out: Optional[Dict[str, float]]) -> None:
+    def __init__(self, out: Optional[Dict[str, float]],
+                 now: Callable[[], float] = time.perf_counter) -> None:
         self.out = out
-        self.last = time.perf_counter() if out is not None else 0.0
+        self.now = now
+        self.last = now() if out is not None else 0.0
 
     def lap(self, name: str) -> None:
         if self.out is None:
             return
-        now = time.perf_counter()
+        now = self.now()
         self.out[name] = self.out.get(name, 0.0) + (now - self.last) * 1e3
         self.last = now
 
@@ -393,8 +399,9 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
        block, list axis last so the scan runs over contiguous memory: log-alpha is one
        batched matmul of per-entry quadratic coefficients with a fixed per-pixel basis;
        ``cumprod(1 - alpha)`` with each pixel's transmittance carried in; gsplat's stop
-       rule as a mask on the weights ``T_{k-1} - T_k``; one batched matmul with the
-       colours (plus a ones channel that sums the weights). A tile leaves once its list
+       rule by zeroing T past the stop; one batched matmul of T with colour differences
+       (Abel summation of ``sum (T_{k-1} - T_k) c_k``, plus a ones channel that sums the
+       weights). A tile leaves once its list
        is used up or all its pixels have stopped: Gaussians hidden behind an opaque
        surface are never evaluated.
     """
@@ -423,7 +430,7 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
     ly = local // ntx_e
     tile = first_tile[src] + ly * (tiles_w - ntx_e) + local
     tile_count = torch.bincount(tile, minlength=n_tiles)
-    key = tile.to(torch.int16) if n_tiles < 2**15 else tile
+    key = tile.to(torch.int16) if n_tiles <= _INT16_TILES else tile  # int16 sorts faster
     src = src[torch.sort(key, stable=True).indices]
     tile_ids = torch.nonzero(tile_count).squeeze(1)
     tile_start = (torch.cumsum(tile_count, 0) - tile_count)[tile_ids]
@@ -452,9 +459,10 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
     clock.lap("tables")
 
     # 2. Front-to-back passes over the lists.
+    clamp = bool(opac.numel() > 0 and opac.max() > MAX_ALPHA)  # else min(0.999, .) is a no-op
     trans_carry = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)  # 0 once stopped
     trans_out = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)
-    out = torch.zeros(n_tiles, n_pix, n_ch + 1, dtype=dtype, device=dev)
+    out = torch.zeros(n_tiles, n_ch + 1, n_pix, dtype=dtype, device=dev)
     one = _ONE.to(dtype)
     active = torch.arange(tile_ids.numel(), device=dev)
     offset, n_pass, n_evals = 0, 0, 0
@@ -481,7 +489,8 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
         torch.mul(c, -0.5, out=coef[..., 4])
         torch.neg(b, out=coef[..., 5])
         buf = torch.matmul(basis, coef.transpose(1, 2))                   # [A, P, K]
-        buf.clamp_max_(_LOG_MAX_ALPHA)
+        if clamp:
+            buf.clamp_max_(_LOG_MAX_ALPHA)
         torch.nn.functional.threshold_(buf, _LOG_ALPHA_THRESHOLD, float("-inf"))
         buf.exp_()
         torch.sub(one.expand_as(buf), buf, out=buf)                        # 1 - alpha
@@ -490,18 +499,35 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
         t_prev = trans_carry[tiles]                                        # [A, P]
         buf[:, :, 0].mul_(t_prev)
         trans = torch.cumprod(buf, dim=2)                                  # T after each
-        weight = buf
-        torch.sub(t_prev, trans[:, :, 0], out=weight[:, :, 0])
-        torch.sub(trans[:, :, :-1], trans[:, :, 1:], out=weight[:, :, 1:])
-        # gsplat stops before the Gaussian that would bring T to <= 1e-4 (exclusive).
-        weight.masked_fill_(trans <= TRANSMITTANCE_STOP, 0.0)
-        acc = torch.bmm(weight, colr[splat])                               # [A, P, D + 1]
+        t_last = trans[:, :, -1].clone()
+        # gsplat stops before the Gaussian that would bring T to <= 1e-4 (exclusive):
+        # zero T from there on, so that the weights T_{k-1} - T_k vanish behind the stop;
+        # only the first stopped Gaussian keeps a wrong weight T_{k*-1}, fixed below.
+        torch.nn.functional.threshold_(trans, TRANSMITTANCE_STOP, 0.0)
+        # sum_k (T_{k-1} - T_k) c_k = t_prev c_0 + sum_k T_k (c_{k+1} - c_k), c_K = 0:
+        # one batched matmul with colour differences, no weight tensor.
+        cols = colr[splat]                                                 # [A, K, D + 1]
+        dcol = torch.empty_like(cols)
+        torch.sub(cols[:, 1:], cols[:, :-1], out=dcol[:, :-1])
+        torch.neg(cols[:, -1], out=dcol[:, -1])
+        # [A, D + 1, P]; this operand order is the fast one for MKL's small batched gemm.
+        acc = torch.bmm(dcol.transpose(1, 2), trans.transpose(1, 2))
+        acc.addcmul_(cols[:, 0, :, None], t_prev[:, None, :])
+        stopped = torch.nonzero((t_last <= TRANSMITTANCE_STOP) & (t_prev > 0))
+        held = t_last.clone()
+        if stopped.numel() > 0:
+            row, pix = stopped[:, 0], stopped[:, 1]
+            t_rows = trans[row, pix]                                       # [S, K]
+            n_live = (t_rows > 0).sum(1)
+            t_hold = torch.where(n_live > 0,
+                                 t_rows.gather(1, (n_live - 1).clamp_min(0)[:, None])[:, 0],
+                                 t_prev[row, pix])
+            acc[row, :, pix] -= t_hold[:, None] * cols[row, n_live.clamp_max(k_width - 1)]
+            held[row, pix] = t_hold
+            t_last[row, pix] = 0.0
         out.index_add_(0, tiles, acc)
-        t_last = trans[:, :, -1]
-        stopped = (t_last <= TRANSMITTANCE_STOP) & (t_prev > 0)
-        held = torch.where(stopped, t_prev - acc[:, :, -1], t_last)
         trans_out[tiles] = torch.where(t_prev > 0, held, trans_out[tiles])
-        trans_carry[tiles] = torch.where(stopped, torch.zeros_like(t_last), t_last)
+        trans_carry[tiles] = t_last
         clock.lap("composite")
 
         offset += k_width
@@ -509,7 +535,7 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
         more = (tile_count[active] > offset) & (trans_carry[tiles] > 0).any(1)
         active = active[more]
 
-    out[:, :, n_ch] = 1.0 - trans_out
-    img = out.view(n_cams, tiles_h, tiles_w, S, S, n_ch + 1).permute(0, 1, 3, 2, 4, 5)
+    out[:, n_ch] = 1.0 - trans_out
+    img = out.view(n_cams, tiles_h, tiles_w, n_ch + 1, S, S).permute(0, 1, 4, 2, 5, 3)
     img = img.reshape(n_cams, tiles_h * S, tiles_w * S, n_ch + 1)[:, :height, :width]
     return img[..., :n_ch], img[..., n_ch:], n_evals
