@@ -48,8 +48,8 @@ class RenderSettings:
     height: int = 256
     yaw_deg: float = 0.0
     pitch_deg: float = 0.0
-    distance: float = 0.62
-    fov_deg: float = 30.0
+    distance: float = 0.65
+    fov_deg: float = 22.0
     target: Tuple[float, float, float] = (0.0, -0.01, 0.0)
     background: Tuple[float, float, float] = (18 / 255, 22 / 255, 30 / 255)
     backend: str = "auto"

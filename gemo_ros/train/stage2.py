@@ -274,8 +274,8 @@ def train(head: Any, frames: Any, args: argparse.Namespace, out: str) -> Dict[st
         sched.step()
         photo_v = float(photo.detach())
         ema = photo_v if ema is None else 0.95 * ema + 0.05 * photo_v
-        bar.set_postfix(photo=f"{ema:.4f}", reg=f"{float(reg):.2e}")
-        log.write(json.dumps({"step": step + 1, "photo": photo_v, "reg": float(reg),
+        bar.set_postfix(photo=f"{ema:.4f}", reg=f"{float(reg.detach()):.2e}")
+        log.write(json.dumps({"step": step + 1, "photo": photo_v, "reg": float(reg.detach()),
                               "lr": sched.get_last_lr()[0], "s": round(time.time() - t0, 2)})
                   + "\n")
         log.flush()
