@@ -645,8 +645,12 @@ class PipelineHead:
             width=cfg.width, height=cfg.height, yaw_deg=cfg.camera_yaw_deg,
             pitch_deg=cfg.camera_pitch_deg, distance=cfg.camera_distance,
             fov_deg=cfg.camera_fov_deg, background=tuple(c / 255.0 for c in cfg.background))
+        # The residual is exactly zero for neutral or intensity 0 (by construction), so the
+        # neutral head is rendered without computing it (saves two mesh posings per frame).
+        emotional = emotion != NEUTRAL and intensity > 0.0
         frame = self.head.frame(psi_n, psi_e, feats, emotion, intensity,
-                                idle.neck_rotation(), settings=settings)
+                                idle.neck_rotation(), settings=settings,
+                                use_residual=emotional)
         t2 = time.perf_counter()
         rgb = frame.to_uint8()
         t3 = time.perf_counter()
