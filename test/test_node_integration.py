@@ -25,7 +25,7 @@ from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from gemo_ros import ros_io  # noqa: E402
@@ -77,7 +77,10 @@ class Listener:
         self.lock = threading.Lock()
         self.images = []
         self.states = []
+        self.jpegs = []
         self.node.create_subscription(Image, "face/image", self._on_image, qos_profile_sensor_data)
+        self.node.create_subscription(CompressedImage, "face/image/compressed",
+                                      lambda m: self.jpegs.append(m), qos_profile_sensor_data)
         self.node.create_subscription(String, "face/state", self._on_state, 50)
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.audio = self.node.create_publisher(AudioData, "audio", reliable)
@@ -165,7 +168,7 @@ def node_process(domain, tmp_path_factory):
     cmd = [sys.executable, "-m", "gemo_ros.node", "--ros-args", "--params-file", config,
            "-p", f"width:={SIZE}", "-p", f"height:={SIZE}", "-p", f"fps:={FPS}",
            "-p", "frame_id:=test_face", "-p", "audio.output_latency_s:=0.3",
-           "-p", "device:=cpu", "-p", "threads:=1"]
+           "-p", "device:=cpu", "-p", "threads:=1", "-p", "publish_compressed:=true"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     yield proc, log
@@ -199,6 +202,16 @@ def test_frames_arrive_with_size_encoding_frame_id_and_increasing_stamps(listene
     assert all(m.header.frame_id == "test_face" for m in msgs)
     assert all(len(m.data) == SIZE * SIZE * 3 for m in msgs)
     assert all(b > a for a, b in zip(stamps, stamps[1:]))
+
+
+def test_compressed_frames_are_jpegs_of_the_same_size(listener):
+    import io
+
+    from PIL import Image as PILImage
+
+    msg = listener.wait_for(lambda: listener.jpegs and listener.jpegs[-1], 30.0, "a JPEG")
+    assert "jpeg" in msg.format and msg.header.frame_id == "test_face"
+    assert PILImage.open(io.BytesIO(bytes(msg.data))).size == (SIZE, SIZE)
 
 
 def test_state_reports_emotion_intensity_speaking_fps_and_latency_keys(listener):
