@@ -503,7 +503,10 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
         # gsplat stops before the Gaussian that would bring T to <= 1e-4 (exclusive):
         # zero T from there on, so that the weights T_{k-1} - T_k vanish behind the stop;
         # only the first stopped Gaussian keeps a wrong weight T_{k*-1}, fixed below.
-        torch.nn.functional.threshold_(trans, TRANSMITTANCE_STOP, 0.0)
+        newly = (t_last <= TRANSMITTANCE_STOP) & (t_prev > 0)  # stopped pixels have T = 0
+        any_stop = bool(newly.any())
+        if any_stop:
+            torch.nn.functional.threshold_(trans, TRANSMITTANCE_STOP, 0.0)
         # sum_k (T_{k-1} - T_k) c_k = t_prev c_0 + sum_k T_k (c_{k+1} - c_k), c_K = 0:
         # one batched matmul with colour differences, no weight tensor.
         cols = colr[splat]                                                 # [A, K, D + 1]
@@ -513,9 +516,9 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
         # [A, D + 1, P]; this operand order is the fast one for MKL's small batched gemm.
         acc = torch.bmm(dcol.transpose(1, 2), trans.transpose(1, 2))
         acc.addcmul_(cols[:, 0, :, None], t_prev[:, None, :])
-        stopped = torch.nonzero((t_last <= TRANSMITTANCE_STOP) & (t_prev > 0))
         held = t_last.clone()
-        if stopped.numel() > 0:
+        if any_stop:
+            stopped = torch.nonzero(newly)
             row, pix = stopped[:, 0], stopped[:, 1]
             t_rows = trans[row, pix]                                       # [S, K]
             n_live = (t_rows > 0).sum(1)
