@@ -74,6 +74,9 @@ class A2EConfig:
     context_left: int = 12       # frames of past audio each window sees
     max_block: int = 6           # frames produced per window at most
     context_right: int = 3       # frames of future audio (lookahead) beyond a block
+    #: Log-mel bands added to the conv front end (0 = the plain transformers model). The
+    #: mel frames use the same 400-sample windows as the conv frames, so they stay local.
+    mel_bins: int = 40
     decoder_hidden: int = 96
     emotion_dim: int = 32
     num_emotions: int = len(EMOTIONS)
@@ -131,6 +134,15 @@ class AudioToExpression(nn.Module):
         # Fast path: a LayerNorm conv front end is local, so it can run once over the whole
         # signal instead of once per window (a GroupNorm front end normalises over time).
         self._local_conv = getattr(ec, "feat_extract_norm", "group") == "layer"
+        self.mel_bins = int(c.mel_bins)
+        if self.mel_bins > 0:
+            n_fft = 512
+            self.register_buffer("mel_window", torch.hann_window(self.receptive,
+                                                                 periodic=False),
+                                 persistent=False)
+            self.register_buffer("mel_fb", _mel_filterbank(self.sample_rate, n_fft,
+                                                           self.mel_bins), persistent=False)
+            self.mel_proj = nn.Linear(self.mel_bins, int(ec.conv_dim[-1]))
         h, d = c.decoder_hidden, self.feature_dim
         self.base_head = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, h), nn.GELU(),
                                        nn.Linear(h, c.num_coeffs))
@@ -174,6 +186,17 @@ class AudioToExpression(nn.Module):
         return start, start + self.receptive + (self.window_frames - 1) * self.hop
 
     # ------------------------------------------------------------------ encoder
+    def _frontend(self, wave: torch.Tensor) -> torch.Tensor:
+        """Conv features ``[B, F, C]`` (+ projected log-mel of the same 400-sample frames)."""
+        conv = self.encoder.feature_extractor(wave).transpose(1, 2)
+        if self.mel_bins > 0:
+            frames = wave.unfold(-1, self.receptive, self.hop)[:, :conv.shape[1]]
+            spec = torch.fft.rfft(frames * self.mel_window, n=self.mel_fb.shape[0] * 2 - 2)
+            mel = (spec.real ** 2 + spec.imag ** 2) @ self.mel_fb
+            # log compresses the gain; the fixed affine keeps typical speech near [-1, 1].
+            conv = conv + self.mel_proj((torch.log(mel + 1e-6) + 6.0) / 4.0)
+        return conv
+
     def _project(self, conv_feats: torch.Tensor) -> torch.Tensor:
         out = self.encoder.feature_projection(conv_feats)
         return out[0] if isinstance(out, tuple) else out
@@ -181,7 +204,7 @@ class AudioToExpression(nn.Module):
     def encode_windows(self, windows: torch.Tensor, block: int) -> torch.Tensor:
         """Encode audio windows ``[N, window_samples]`` -> block features ``[N, block, D]``."""
         c = self.config
-        conv = self.encoder.feature_extractor(windows).transpose(1, 2)   # [N, W, C]
+        conv = self._frontend(windows)                                   # [N, W, C]
         hidden = self.encoder.encoder(self._project(conv)).last_hidden_state
         lo = c.context_left + c.max_block - block
         return hidden[:, lo:lo + block]
@@ -212,7 +235,7 @@ class AudioToExpression(nn.Module):
         win_len = self.window_span(0, block)[1] - start
         step = block * self.hop
         if self._local_conv:
-            conv = self.encoder.feature_extractor(padded).transpose(1, 2)  # [B, F, C]
+            conv = self._frontend(padded)                                  # [B, F, C]
             proj = self._project(conv)                                     # [B, F, D]
             win = proj.unfold(1, self.window_frames, block)[:, :nb]        # [B, nb, D, W]
             win = win.permute(0, 1, 3, 2).reshape(b * nb, self.window_frames, -1)
@@ -287,6 +310,26 @@ class AudioToExpression(nn.Module):
             meta["info"] = json.dumps(extra)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, path, metadata=meta)
+
+
+def _mel_filterbank(rate: int, n_fft: int, bins: int, fmin: float = 60.0,
+                    fmax: float = 7600.0) -> torch.Tensor:
+    """Triangular mel filters ``[n_fft // 2 + 1, bins]`` (HTK mel scale), unit peak."""
+    def mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    edges = hz(np.linspace(mel(fmin), mel(min(fmax, rate / 2)), bins + 2))
+    fb = np.zeros((len(freqs), bins), np.float32)
+    for i in range(bins):
+        lo, mid, hi = edges[i], edges[i + 1], edges[i + 2]
+        up = (freqs - lo) / max(mid - lo, 1e-9)
+        down = (hi - freqs) / max(hi - mid, 1e-9)
+        fb[:, i] = np.clip(np.minimum(up, down), 0.0, None)
+    return torch.from_numpy(fb)
 
 
 _CONFIG_DROP = ("architectures", "transformers_version", "_name_or_path", "torch_dtype",

@@ -313,7 +313,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generate-only", action="store_true",
                         help="only synthesise the data set")
     parser.add_argument("--out", default="runs/a2e", help="output folder (checkpoints, log)")
-    parser.add_argument("--steps", type=int, default=450, help="optimiser steps")
+    parser.add_argument("--steps", type=int, default=500, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=8, help="clips per step")
     parser.add_argument("--crop", type=int, default=120, help="frames trained per clip")
     parser.add_argument("--lr", type=float, default=3e-3)
