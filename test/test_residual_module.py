@@ -208,3 +208,15 @@ def test_identity_frames_of_unit_scale_give_offsets_in_disp_scale_units():
     eye = torch.eye(3).expand(n, 3, 3)
     framed = model(*args, binding=model.bind(canonical, frames=(eye, torch.ones(n, 1))))["xyz"]
     assert torch.allclose(framed, plain * model.config.disp_scale, atol=1e-8)
+
+
+def test_untrained_module_moves_gaussians_with_the_mesh_displacement():
+    model, canonical, disp, audio = make(b=1)
+    rot, scale = random_frames(canonical.shape[0], 3)
+    bind = model.bind(canonical, frames=(rot, scale))
+    with torch.no_grad():
+        xyz = model(disp, canonical, audio[:1], torch.tensor([1]), torch.tensor([0.5]),
+                    binding=bind)["xyz"][0]
+    world = scale * torch.einsum("nij,nj->ni", rot, xyz)
+    err = (world - disp[0]).norm() / disp[0].norm()
+    assert float(err) < 0.3

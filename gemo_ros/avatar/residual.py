@@ -23,12 +23,16 @@ Design (why it looks like this):
   tokens plus one emotion token and one intensity token; a pre-norm MLP follows.
 * The head predicts, per cluster, offsets ``a_c``, gains ``g_c`` of the local displacement
   magnitude and a 3x3 map ``A_c`` of each Gaussian's *own* displacement to its position
-  offset, so detail below the cluster scale survives. They are interpolated to Gaussians
-  with inverse-distance weights ``w`` over the ``k`` nearest cluster centres (a fixed
-  sparse matrix; smooth, no seams between clusters):
-  ``o_g = gate * (a_g + g_g * |d_g| + [A_g d_g on xyz])`` with ``a_g = sum_k w_gk a_ck`` etc.
-* ``gate = intensity * (emotion != neutral)`` multiplies the output, so intensity 0 or
-  the neutral emotion give exactly zero offsets by construction, not by training.
+  offset (initialised to the identity: the untrained module moves Gaussians with the mesh
+  displacement), so detail below the cluster scale survives. They are interpolated to
+  Gaussians with inverse-distance weights ``w`` over the ``k`` nearest cluster centres (a
+  fixed sparse matrix; smooth, no seams between clusters):
+  ``o_g = i * a_g + s * (g_g * |d_g| + [A_g d_g on xyz])`` with ``a_g = sum_k w_gk a_ck``
+  etc., intensity ``i`` and ``s = 1`` for ``i > 0``.
+* Both terms are multiplied by ``emotion != neutral`` and vanish at intensity 0 (the first
+  through ``i``, the second through ``s``; it is also proportional to the displacement,
+  which is zero when ``psi_e = psi_n``), so intensity 0 or the neutral emotion give exactly
+  zero offsets by construction, not by training.
 """
 
 import json
@@ -349,11 +353,15 @@ class EmotionResidual(nn.Module):
         self.head_width = 2 * self.out_dim + (9 if self.xyz_slice is not None else 0)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(),
                                   nn.Linear(d, self.head_width))
-        # Small (not zero) init of the last layer: the untrained residual is nearly a no-op
-        # yet gradients still reach every parameter.
+        # Small (not zero) init of the last layer so gradients reach every parameter; the
+        # displacement map starts at the identity: the untrained residual moves each
+        # Gaussian with the emotional mesh displacement (avatar(psi_n) + offsets ~ the
+        # geometry of avatar(psi_e)) and leaves the appearance alone.
         with torch.no_grad():
             self.head[-1].weight.mul_(0.05)
             self.head[-1].bias.zero_()
+            if self.xyz_slice is not None:
+                self.head[-1].bias[2 * self.out_dim:] = torch.eye(3).reshape(-1)
         scale = torch.tensor([float(cfg.output_scale.get(n, 1.0))
                               for n, w in zip(self.attribute_names, self.attribute_widths)
                               for _ in range(w)])
@@ -497,12 +505,21 @@ class EmotionResidual(nn.Module):
         out = self.head(h)  # [B, C, head_width]
         p = self.out_dim
         interp = bind.interp_matrix()
+        active = (emotion != NEUTRAL).to(disp.dtype)
+        # The constant part scales with the intensity; the displacement-driven part is
+        # already proportional to the displacement (which grows with the intensity), so it
+        # is only switched off at intensity 0 / neutral. Both are exactly 0 there.
+        gate = (intensity * active)[:, None, None]
+        step = ((intensity > 0).to(disp.dtype) * active)[:, None, None]
         mag = disp.norm(dim=-1, keepdim=True)  # [B, N, 1]
-        offs = _spmm(interp, out[..., :p]) + _spmm(interp, out[..., p:2 * p]) * mag
+        offs = _spmm(interp, out[..., :p]) * gate
+        local = _spmm(interp, out[..., p:2 * p]) * mag
         if self.xyz_slice is not None:
             amap = _spmm(interp, out[..., 2 * p:]).reshape(b, n, 3, 3)
             xyz = torch.einsum("bnij,bnj->bni", amap, disp)
-            offs = offs + F.pad(xyz, (self.xyz_slice.start, p - self.xyz_slice.stop))
+            local = local + F.pad(xyz, (self.xyz_slice.start, p - self.xyz_slice.stop))
+        offs = offs + local * step
+        if self.xyz_slice is not None:
             if bind.frame_rot is not None:
                 # Position offsets are predicted in the head frame (units of disp_scale
                 # metres: smooth across triangles whatever their local axes) and expressed
@@ -512,8 +529,7 @@ class EmotionResidual(nn.Module):
                 local = torch.einsum("nji,bnj->bni", bind.frame_rot.to(world.dtype), world)
                 local = local / bind.frame_scale.to(world.dtype)
                 offs = torch.cat([offs[..., :sl.start], local, offs[..., sl.stop:]], dim=-1)
-        gate = intensity * (emotion != NEUTRAL).to(disp.dtype)  # [B]
-        offs = offs * (self.output_scale.to(disp.dtype) * gate[:, None, None])
+        offs = offs * self.output_scale.to(disp.dtype)
         return dict(zip(self.attribute_names, offs.split(self.attribute_widths, dim=-1)))
 
     def heads_attention(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:

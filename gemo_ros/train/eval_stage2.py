@@ -30,6 +30,8 @@ VARIANTS = ("residual", "blendshapes", "neutral")
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the command-line options of ``gemo eval stage2``."""
     parser.add_argument("--avatar", default="default", help="avatar name or file")
+    parser.add_argument("--max-gaussians", type=int, default=12000,
+                        help="evaluate this level of detail (0 = every Gaussian)")
     parser.add_argument("--a2e", default="default", help="a2e weights ('none' = stand-in)")
     parser.add_argument("--residual", default="default", help="residual weights to evaluate")
     parser.add_argument("--data", default=None,
@@ -52,12 +54,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def load_head(avatar: str, a2e: Optional[str], residual: str, device: str = "cpu") -> Any:
-    """Load avatar, a2e (unless 'none') and residual weights into a TalkingHead."""
+def load_head(avatar: str, a2e: Optional[str], residual: str, device: str = "cpu",
+              max_gaussians: int = 0) -> Any:
+    """Load avatar (at a level of detail), a2e (unless 'none') and residual weights."""
+    from gemo_ros.avatar import load_avatar
+    from gemo_ros.avatar.residual import load_residual
     from gemo_ros.pipeline import TalkingHead
+    from gemo_ros.train.stage2_data import level_of_detail
 
-    return TalkingHead.load(avatar, None if a2e in (None, "none") else a2e, residual,
-                            device=device)
+    model = None
+    if a2e not in (None, "none"):
+        from gemo_ros.audio import load_a2e
+
+        model = load_a2e(a2e)
+    av = level_of_detail(load_avatar(avatar), max_gaussians)
+    return TalkingHead(av, model, load_residual(residual), device=device)
 
 
 def heldout_frames(head: Any, args: argparse.Namespace) -> Any:
@@ -193,9 +204,10 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``gemo eval stage2``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(max(1, args.threads))
-    head = load_head(args.avatar, args.a2e, args.residual)
-    if head.residual is None:
-        print("gemo eval stage2: no residual weights to evaluate")
+    try:
+        head = load_head(args.avatar, args.a2e, args.residual, max_gaussians=args.max_gaussians)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"gemo eval stage2: {exc}")
         return 2
     frames = heldout_frames(head, args)
     metrics = evaluate(head, frames, progress=not args.no_progress)

@@ -439,9 +439,9 @@ class SyntheticSpec:
     test_yaws: Tuple[float, ...] = (-30.0, 0.0, 30.0)
     test_frames_per_level: int = 3
     neutral_share: float = 0.08
-    distance: float = 0.5
-    fov_deg: float = 30.0
-    target: Tuple[float, float, float] = (0.0, -0.012, 0.02)
+    distance: float = 0.48
+    fov_deg: float = 24.0
+    target: Tuple[float, float, float] = (0.0, -0.015, 0.02)
     background: Tuple[float, float, float] = (18 / 255, 22 / 255, 30 / 255)
     seed: int = 0
 
