@@ -344,7 +344,9 @@ def _render_pairs(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
     with torch.no_grad():
         keep = torch.nonzero((sigma >= 0) & (alpha >= ALPHA_THRESHOLD)).squeeze(1)
         # Group pairs by pixel; the stable sort keeps the depth order inside a pixel.
-        by_pix = keep[torch.sort(pix[keep], stable=True).indices]
+        key = pix[keep]
+        key = key.int() if n_cams * height * width < 2**31 else key  # int32 sorts faster
+        by_pix = keep[torch.sort(key, stable=True).indices]
         pix_s = pix[by_pix]
     alpha_s = alpha[by_pix]
     splat_s = splat[by_pix]
@@ -463,7 +465,7 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
     trans_carry = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)  # 0 once stopped
     trans_out = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)
     out = torch.zeros(n_tiles, n_ch + 1, n_pix, dtype=dtype, device=dev)
-    one = _ONE.to(dtype)
+    one = _ONE.to(device=dev, dtype=dtype)
     active = torch.arange(tile_ids.numel(), device=dev)
     offset, n_pass, n_evals = 0, 0, 0
     while active.numel() > 0:
