@@ -301,7 +301,7 @@ def _make_lid(side: float, upper: bool) -> Part:
 # ---------------------------------------------------------------------------- mouth
 
 def _teeth_front_z(x: np.ndarray) -> np.ndarray:
-    return MOUTH_Z - 0.0105 - 30.0 * x ** 2
+    return MOUTH_Z - 0.0135 - 32.0 * x ** 2
 
 
 def _make_teeth(upper: bool) -> Part:
@@ -328,12 +328,12 @@ def _make_cavity() -> Part:
     ph = np.linspace(np.pi / 2, -np.pi / 2, nv)
     TH, PH = np.meshgrid(th, ph)
     TH, PH = TH.ravel(), PH.ravel()
-    c = np.array([0.0, MOUTH_Y - 0.002, MOUTH_Z - 0.032])
+    c = np.array([0.0, MOUTH_Y - 0.002, MOUTH_Z - 0.035])
     p = c + np.stack([0.024 * np.cos(PH) * np.sin(TH), 0.017 * np.sin(PH),
                       0.024 * np.cos(PH) * np.cos(TH)], -1)
     faces = _grid_faces(nu, nv, wrap_u=True)[:, ::-1].copy()   # facing inward
     cen = p[faces].mean(1)
-    keep = cen[:, 2] < MOUTH_Z - 0.019
+    keep = cen[:, 2] < MOUTH_Z - 0.022
     keep &= np.linalg.norm(np.cross(p[faces[:, 1]] - p[faces[:, 0]],
                                     p[faces[:, 2]] - p[faces[:, 0]]), axis=1) > 1e-12
     return Part("mouth_cavity", lambda params, p=p: p.copy(), faces,
@@ -346,9 +346,9 @@ def _make_tongue() -> Part:
     ph = np.linspace(np.pi / 2, 0.0, nv)
     TH, PH = np.meshgrid(th, ph)
     TH, PH = TH.ravel(), PH.ravel()
-    c = np.array([0.0, MOUTH_Y - 0.0115, MOUTH_Z - 0.031])
-    p = c + np.stack([0.0165 * np.cos(PH) * np.sin(TH), 0.0060 * np.sin(PH),
-                      0.021 * np.cos(PH) * np.cos(TH)], -1)
+    c = np.array([0.0, MOUTH_Y - 0.0085, MOUTH_Z - 0.037])
+    p = c + np.stack([0.0160 * np.cos(PH) * np.sin(TH), 0.0055 * np.sin(PH),
+                      0.019 * np.cos(PH) * np.cos(TH)], -1)
     faces = _grid_faces(nu, nv, wrap_u=True)
     keep = np.linalg.norm(np.cross(p[faces[:, 1]] - p[faces[:, 0]],
                                    p[faces[:, 2]] - p[faces[:, 0]]), axis=1) > 1e-12
@@ -556,10 +556,10 @@ def _field_blendshapes(V: np.ndarray, part_id: np.ndarray) -> np.ndarray:
         brow_out = face * gauss(sx, y, 0.046, BROW_Y - 0.002, 0.011, 0.011)
         top_lid_skin = face * gauss(sx, y, EYE_X, EYE_Y + 0.014, 0.012, 0.004)
         # Smile: corners up, out and back; cheeks lift and bulge.
-        put(f"mouthSmile{side}", vec3(s * 0.0055 * corner, 0.0070 * corner - 0.0012 * corner_wide,
-                                      -0.0025 * corner)
+        put(f"mouthSmile{side}", vec3(s * 0.0070 * corner, 0.0095 * corner - 0.0012 * corner_wide,
+                                      -0.0030 * corner)
             + vec3(0, 0.0035 * cheek, 0.0025 * cheek) + vec3(0, 0.0015 * under_eye, 0))
-        put(f"mouthFrown{side}", vec3(s * 0.0015 * corner, -0.0065 * corner - 0.0015 * corner_wide,
+        put(f"mouthFrown{side}", vec3(s * 0.0015 * corner, -0.0080 * corner - 0.0015 * corner_wide,
                                       -0.0005 * corner))
         put(f"mouthDimple{side}", vec3(s * 0.0035 * corner, 0.0005 * corner, -0.0040 * corner))
         put(f"mouthStretch{side}", vec3(s * 0.0075 * corner_wide, -0.0040 * corner_wide, -0.0015 *
@@ -591,8 +591,8 @@ def _field_blendshapes(V: np.ndarray, part_id: np.ndarray) -> np.ndarray:
                             0.0060 * funnel_r))
     put("mouthPucker", vec3(-0.45 * x * mouth_area, 0.0012 * lower_lip - 0.0008 * upper_lip,
                             0.0090 * funnel_r))
-    put("mouthRollLower", vec3(0, 0.0020 * lower_lip, -0.0055 * lower_lip))
-    put("mouthRollUpper", vec3(0, -0.0020 * upper_lip, -0.0050 * upper_lip))
+    put("mouthRollLower", vec3(0, 0.0030 * lower_lip, -0.0035 * lower_lip))
+    put("mouthRollUpper", vec3(0, -0.0028 * upper_lip, -0.0032 * upper_lip))
     chin = face * gauss(x, y, 0.0, -0.100, 0.018, 0.014)
     put("mouthShrugLower", vec3(0, 0.0040 * lower_lip + 0.0030 * chin,
                                 0.0030 * lower_lip + 0.0020 * chin))
@@ -602,7 +602,9 @@ def _field_blendshapes(V: np.ndarray, part_id: np.ndarray) -> np.ndarray:
     # Tongue out: the front stretches forward past the lips and dips.
     tongue = (part_id == pid["tongue"]).astype(float)
     reach = tongue * (0.25 + 0.75 * smoothstep(0.040, 0.080, z))
-    put("tongueOut", vec3(0, -0.0030 * reach, 0.030 * reach))
+    put("tongueOut", vec3(0, -0.0010 * reach, 0.036 * reach))
+    # The tongue parts the lips on its way out.
+    put("tongueOut", vec3(0, 0.0015 * upper_lip - 0.0045 * lower_lip, 0.0010 * lower_lip))
     return out
 
 
