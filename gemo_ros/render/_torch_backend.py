@@ -17,9 +17,17 @@ Conventions follow ``gsplat.rasterization`` with ``packed=False``, pinhole camer
 * Spherical harmonics (degree <= 4): real SH in the usual 3DGS sign convention, evaluated
   on the normalised direction camera -> Gaussian, then ``+0.5`` and clamped at 0.
 
-Compositing is vectorised over (Gaussian, pixel) pairs: pairs are generated from compact
-per-Gaussian pixel boxes, grouped per pixel in depth order, and the per-pixel cumulative
-transmittance is a segmented prefix sum of ``log(1 - alpha)``.
+Two compositing paths, same result (to ~1e-6):
+
+* ``pairs`` (differentiable, used whenever an input needs a gradient): exact (Gaussian,
+  pixel) pairs from compact per-Gaussian pixel boxes, grouped per pixel in depth order by
+  a stable sort; the per-pixel transmittance is a segmented prefix sum of
+  ``log(1 - alpha)``; autograd does the backward pass.
+* ``tiles`` (inference): per-tile depth-ordered lists on 4x4 pixel tiles, composited front
+  to back in dense ``[tiles, pixels, K]`` blocks with batched matmuls and ``cumprod``;
+  tiles whose pixels have all stopped leave early. See :func:`_render_tiles`.
+
+Tensors may live on any device (CPU is the point; CUDA works too, for the parity test).
 """
 
 import math
