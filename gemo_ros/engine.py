@@ -544,10 +544,10 @@ def _optional_stage(kind: str, name: str) -> Any:
         from gemo_ros.avatar.residual import load_residual
 
         return load_residual(name)
-    except (FileNotFoundError, ImportError) as exc:
+    except (FileNotFoundError, ImportError, ValueError) as exc:
         if str(name) != "default":
             raise
-        LOG.warning("%s stage missing (%s)", kind, exc)
+        LOG.warning("%s stage missing: the shipped default cannot be loaded (%s)", kind, exc)
         return None
 
 
