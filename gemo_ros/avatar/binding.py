@@ -53,27 +53,23 @@ def quat_multiply(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 def matrix_to_quat(R: torch.Tensor) -> torch.Tensor:
     """Rotation matrices ``[..., 3, 3]`` -> unit ``wxyz`` quaternions ``[..., 4]``.
 
-    Branch-free: all four Shepperd candidates are computed and the best-conditioned one is
-    selected per matrix, so it is batched and differentiable almost everywhere.
+    Branch-free Shepperd: the symmetric matrix ``Q = 4 q q^T`` is assembled from sums and
+    differences of ``R``'s entries, and its best-conditioned row (largest ``q_i^2``) is used,
+    so it is batched and differentiable almost everywhere.
     """
     m00, m01, m02 = R[..., 0, 0], R[..., 0, 1], R[..., 0, 2]
     m10, m11, m12 = R[..., 1, 0], R[..., 1, 1], R[..., 1, 2]
     m20, m21, m22 = R[..., 2, 0], R[..., 2, 1], R[..., 2, 2]
-    diag = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
-                        1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    s = 2.0 * torch.sqrt(diag.clamp(min=1e-12))            # 4 * |component|
-    cands = torch.stack([
-        torch.stack([s[..., 0] / 4, (m21 - m12) / s[..., 0], (m02 - m20) / s[..., 0],
-                     (m10 - m01) / s[..., 0]], -1),
-        torch.stack([(m21 - m12) / s[..., 1], s[..., 1] / 4, (m01 + m10) / s[..., 1],
-                     (m02 + m20) / s[..., 1]], -1),
-        torch.stack([(m02 - m20) / s[..., 2], (m01 + m10) / s[..., 2], s[..., 2] / 4,
-                     (m12 + m21) / s[..., 2]], -1),
-        torch.stack([(m10 - m01) / s[..., 3], (m02 + m20) / s[..., 3], (m12 + m21) / s[..., 3],
-                     s[..., 3] / 4], -1)], -2)            # [..., 4, 4]
-    best = diag.argmax(-1)
-    q = torch.gather(cands, -2, best[..., None, None].expand(best.shape + (1, 4)))[..., 0, :]
-    return q / q.norm(dim=-1, keepdim=True)
+    d = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
+                     1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)      # 4 q_i^2
+    a, b, c = m21 - m12, m02 - m20, m10 - m01                           # 4 w x, 4 w y, 4 w z
+    e, f, g = m01 + m10, m02 + m20, m12 + m21                           # 4 x y, 4 x z, 4 y z
+    Q = torch.stack([d[..., 0], a, b, c, a, d[..., 1], e, f,
+                     b, e, d[..., 2], g, c, f, g, d[..., 3]], -1).reshape(R.shape[:-2] + (4, 4))
+    best = d.argmax(-1)
+    row = torch.gather(Q, -2, best[..., None, None].expand(best.shape + (1, 4)))[..., 0, :]
+    q = row / row.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return q * torch.where(q[..., :1] < 0, -1.0, 1.0)                   # w >= 0
 
 
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:

@@ -163,12 +163,27 @@ class GaussianAvatar(nn.Module):
         M = self.delta_index.shape[0]
         if M:
             K, _, D = self.deltas.shape
-            d = (expr.to(g0) @ self.deltas.reshape(K, M * D)).reshape(B, M, D)
+            deltas, expr = self.deltas, expr.to(g0)
+            if not (torch.is_grad_enabled() and deltas.requires_grad):
+                # Inference: only blendshapes that have any delta take part in the matmul.
+                active, deltas = self._active_shapes()
+                expr = expr[:, active]
+            d = (expr @ deltas.reshape(-1, M * D)).reshape(B, M, D)
             if M == self.num_gaussians:
                 out = out + d
             else:
                 out = out.index_add(1, self.delta_index, d)
         return _unpack(out)
+
+    def _active_shapes(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Blendshapes with non-zero deltas and their deltas (cached per deltas version)."""
+        key = (self.deltas._version, self.deltas.data_ptr(), self.deltas.device)
+        if getattr(self, "_active_key", None) != key:
+            with torch.no_grad():
+                active = torch.nonzero(self.deltas.abs().amax((1, 2)) > 0)[:, 0]
+                self._active = (active, self.deltas.detach()[active].contiguous())
+            self._active_key = key
+        return self._active
 
     def mesh(self, expr: torch.Tensor, neck_rotation: Optional[torch.Tensor] = None
              ) -> torch.Tensor:
@@ -178,8 +193,7 @@ class GaussianAvatar(nn.Module):
     def pose_gaussians(self, raw: Mapping[str, torch.Tensor], verts: torch.Tensor
                        ) -> Gaussians:
         """Apply the triangle frames of posed ``verts[B, V, 3]`` to raw ``{key: [B, N, d]}``."""
-        origin, R, k = triangle_frames(verts, self.face.faces[self.binding_faces],
-                                       self.binding_bary)
+        origin, R, k = triangle_frames(verts, self._bound_vertex_ids, self.binding_bary)
         means = origin + k * (R @ raw["xyz"][..., None])[..., 0]
         quats = quat_multiply(matrix_to_quat(R), torch.nn.functional.normalize(
             raw["rotation"], dim=-1))

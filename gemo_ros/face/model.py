@@ -179,9 +179,10 @@ class FaceModel(nn.Module):
         """Linear blend skinning: ``[B, V, 3]`` with ``[B, J, 3, 4]`` -> ``[B, V, 3]``."""
         w = self.lbs_weights.to(verts)
         rest = (1.0 - w.sum(-1)).clamp(min=0.0)
-        eye = torch.eye(3, 4, dtype=verts.dtype, device=verts.device)
-        T = torch.einsum("vj,bjmn->bvmn", w, transforms) + rest[None, :, None, None] * eye
-        return (T[..., :3] @ verts[..., None])[..., 0] + T[..., 3]
+        # sum_j w_j (R_j v + t_j) + rest * v: J small matmuls instead of a [B, V, 3, 4] blend.
+        moved = torch.einsum("bvk,bjmk->bjvm", verts, transforms[..., :3]) + \
+            transforms[:, :, None, :, 3]
+        return torch.einsum("vj,bjvm->bvm", w, moved) + rest[None, :, None] * verts
 
     def pose(self, expr: torch.Tensor, neck_rotation: Optional[torch.Tensor] = None
              ) -> torch.Tensor:
