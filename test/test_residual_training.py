@@ -52,6 +52,14 @@ def test_training_reduces_the_photometric_error_and_saves_weights(tmp_path):
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 40
     assert (tmp_path / "last.pt").is_file()
+    from gemo_ros.train.eval_stage2 import evaluate, markdown_table
+
+    metrics = evaluate(head, frames.split(test=True), progress=False)
+    assert metrics["frames"] == int(frames.test.sum())
+    overall = metrics["overall"]
+    assert overall["residual"]["psnr"] > overall["neutral"]["psnr"]
+    table = markdown_table(metrics)
+    assert table.count("\n") == 2 + 1 + len(metrics["by_level"]) + len(metrics["by_emotion"])
     path = tmp_path / "res.safetensors"
     head.residual.save(path)
     assert load_residual(path).config == head.residual.config

@@ -156,14 +156,14 @@ def markdown_table(metrics: Dict[str, Any]) -> str:
 @torch.no_grad()
 def contact_sheet(head: Any, path: str, size: int = 160, emotion: str = "happy",
                   time_s: float = 1.2) -> np.ndarray:
-    """Render 7 emotions x 3 levels (+ a yaw row for ``emotion``) and write a labelled PNG."""
+    """Render 7 emotions (columns) x 3 levels (rows) + a yaw row for ``emotion``; write a PNG."""
     from PIL import Image, ImageDraw
 
     from gemo_ros.train.stage2_data import demo_clip
 
     clip = demo_clip() if head.a2e is not None else None
-    settings = head.with_settings(width=size, height=size, distance=0.5,
-                                  target=(0.0, -0.012, 0.02))
+    settings = head.with_settings(width=size, height=size, distance=0.56, fov_deg=22.0,
+                                  target=(0.0, -0.018, 0.0))
     pad, label_w, label_h = 4, 86, 18
 
     def tile(name: str, level: float, yaw: float = 0.0) -> np.ndarray:
@@ -175,21 +175,20 @@ def contact_sheet(head: Any, path: str, size: int = 160, emotion: str = "happy",
 
     emotions = [e for e in EMOTIONS if e != "neutral"]
     levels = list(LEVELS.items())
-    cols = max(len(levels), 4)
-    rows = len(emotions) + 1
+    cols = len(emotions)
+    rows = len(levels) + 1
     width = label_w + cols * (size + pad)
     height = label_h + rows * (size + pad)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for c, (lvl, value) in enumerate(levels):
-        draw.text((label_w + c * (size + pad) + 4, 3), f"level {lvl} ({value:.2f})",
-                  fill=(0, 0, 0))
-    for r, name in enumerate(emotions):
+    for c, name in enumerate(emotions):
+        draw.text((label_w + c * (size + pad) + 4, 3), name, fill=(0, 0, 0))
+    for r, (lvl, value) in enumerate(levels):
         y = label_h + r * (size + pad)
-        draw.text((4, y + size // 2 - 6), name, fill=(0, 0, 0))
-        for c, (_, value) in enumerate(levels):
+        draw.text((4, y + size // 2 - 12), f"level {lvl}\n({value:.2f})", fill=(0, 0, 0))
+        for c, name in enumerate(emotions):
             sheet.paste(Image.fromarray(tile(name, value)), (label_w + c * (size + pad), y))
-    y = label_h + len(emotions) * (size + pad)
+    y = label_h + len(levels) * (size + pad)
     draw.text((4, y + size // 2 - 12), f"{emotion} 1.0\nyaw -60..60", fill=(0, 0, 0))
     for c, yaw in enumerate((-60.0, -30.0, 30.0, 60.0)):
         x = label_w + c * (size + pad)
