@@ -120,8 +120,20 @@ class FaceModel(nn.Module):
     def shape_vertices(self, expr: torch.Tensor) -> torch.Tensor:
         """Template plus the linear expression basis: ``[B, K] -> [B, V, 3]`` (no skinning)."""
         expr = self._check_expr(expr)
-        flat = self.expr_basis.reshape(self.num_expressions, -1)
-        return self.vertices + (expr @ flat).reshape(expr.shape[0], -1, 3)
+        idx, compact = self._compact_basis()
+        B = expr.shape[0]
+        out = self.vertices.expand(B, -1, -1)
+        # Only vertices that some blendshape moves take part (a third of the default head).
+        return out.index_add(1, idx, (expr @ compact).reshape(B, -1, 3))
+
+    def _compact_basis(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(vertex ids [V'], basis [K, V' * 3])`` of the moving vertices (cached)."""
+        key = (self.expr_basis._version, self.expr_basis.data_ptr(), self.expr_basis.device)
+        if getattr(self, "_compact_key", None) != key:
+            idx = torch.nonzero(self.expr_basis.abs().amax((0, 2)) > 0)[:, 0]
+            self._compact = (idx, self.expr_basis[:, idx].reshape(self.num_expressions, -1))
+            self._compact_key = key
+        return self._compact
 
     def joint_transforms(self, expr: torch.Tensor,
                          neck_rotation: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -178,11 +190,12 @@ class FaceModel(nn.Module):
     def skin(self, verts: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
         """Linear blend skinning: ``[B, V, 3]`` with ``[B, J, 3, 4]`` -> ``[B, V, 3]``."""
         w = self.lbs_weights.to(verts)
-        rest = (1.0 - w.sum(-1)).clamp(min=0.0)
-        # sum_j w_j (R_j v + t_j) + rest * v: J small matmuls instead of a [B, V, 3, 4] blend.
-        moved = torch.einsum("bvk,bjmk->bjvm", verts, transforms[..., :3]) + \
+        # v + sum_j w_j ((R_j - I) v + t_j): the root (weight 1 - sum w) adds nothing, identity
+        # joints give the input exactly, and J small matmuls replace a [B, V, 3, 4] blend.
+        eye = torch.eye(3, dtype=verts.dtype, device=verts.device)
+        moved = torch.einsum("bvk,bjmk->bjvm", verts, transforms[..., :3] - eye) + \
             transforms[:, :, None, :, 3]
-        return torch.einsum("vj,bjvm->bvm", w, moved) + rest[None, :, None] * verts
+        return verts + torch.einsum("vj,bjvm->bvm", w, moved)
 
     def pose(self, expr: torch.Tensor, neck_rotation: Optional[torch.Tensor] = None
              ) -> torch.Tensor:
