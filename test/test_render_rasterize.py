@@ -290,21 +290,41 @@ def test_tiles_path_handles_many_tiles(monkeypatch):
     assert torch.equal(want[0], got[0]) and torch.equal(want[1], got[1])
 
 
-def test_tiles_path_refuses_gradients():
-    g = list(_gaussians([0.0, 0.0, 2.0]))
-    g[0].requires_grad_(True)
-    viewmat, K = _camera()
-    with pytest.raises(ValueError, match="inference-only"):
-        rasterize_torch(*g, viewmat[None], K[None], SIZE, SIZE, path="tiles")
-
-
-def test_rasterize_uses_tiles_without_grad_and_pairs_with_grad():
+def test_rasterize_uses_the_tiles_path_with_and_without_grad():
     g = _gaussians([0.0, 0.0, 2.0])
     _, _, info = _render(g)
     assert info["path"] == "tiles"
     g[0].requires_grad_(True)
     _, _, info = _render(g)
-    assert info["path"] == "pairs"
+    assert info["path"] == "tiles"
+
+
+def test_tiles_gradients_match_pairs_reference():
+    from gemo_ros.render import orbit_camera
+
+    base = list(_random_scene(1500, seed=17, depth=0.0))
+    base[0] = base[0] * 0.4
+    base[2] = base[2] * 0.3
+    base[3] = 0.5 + 0.5 * base[3]  # opaque enough to hit the 1e-4 stop
+    base[4] = torch.randn(1500, 4, 3, generator=torch.Generator().manual_seed(6)) * 0.3
+    viewmat, K = orbit_camera(15.0, -5.0, 0.65, 25.0, 40, 36)
+    bg = torch.tensor([[0.2, 0.4, 0.6]])
+    weights = torch.rand(1, 36, 40, 3, generator=torch.Generator().manual_seed(7))
+    res = {}
+    for path in ("pairs", "tiles"):
+        inputs = [t.clone().requires_grad_(True) for t in base]
+        vm = viewmat.clone().requires_grad_(True)
+        rgb, alpha, info = rasterize_torch(*inputs, vm[None], K[None], 40, 36,
+                                           backgrounds=bg, sh_degree=1,
+                                           path=path)
+        ((rgb * weights).sum() + alpha.sum()).backward()
+        res[path] = (rgb.detach(), alpha.detach(), [t.grad for t in inputs] + [vm.grad])
+    assert int((res["pairs"][1] > 0.9998).sum()) > 10  # pixels that hit the 1e-4 stop
+    assert torch.allclose(res["tiles"][0], res["pairs"][0], atol=1e-5)
+    assert torch.allclose(res["tiles"][1], res["pairs"][1], atol=1e-5)
+    names = ["means", "quats", "scales", "opacities", "colors", "viewmat"]
+    for name, want, got in zip(names, res["pairs"][2], res["tiles"][2]):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())), name
 
 
 def test_gradients_flow_to_every_input():

@@ -19,13 +19,15 @@ Conventions follow ``gsplat.rasterization`` with ``packed=False``, pinhole camer
 
 Two compositing paths, same result (to ~1e-6):
 
-* ``pairs`` (differentiable, used whenever an input needs a gradient): exact (Gaussian,
-  pixel) pairs from compact per-Gaussian pixel boxes, grouped per pixel in depth order by
-  a stable sort; the per-pixel transmittance is a segmented prefix sum of
-  ``log(1 - alpha)``; autograd does the backward pass.
-* ``tiles`` (inference): per-tile depth-ordered lists on 4x4 pixel tiles, composited front
-  to back in dense ``[tiles, pixels, K]`` blocks with batched matmuls and ``cumprod``;
-  tiles whose pixels have all stopped leave early. See :func:`_render_tiles`.
+* ``tiles`` (the default): per-tile depth-ordered lists on 4x4 pixel tiles, composited
+  front to back in dense ``[tiles, pixels, K]`` blocks with batched matmuls and
+  ``cumprod``; tiles whose pixels have all stopped leave early. See
+  :func:`_render_tiles` (in-place, for inference) and :func:`_render_tiles_grad` (its
+  out-of-place twin, used when an input needs a gradient; autograd does the backward).
+* ``pairs`` (the slow, obviously-correct reference): exact (Gaussian, pixel) pairs from
+  compact per-Gaussian pixel boxes, grouped per pixel in depth order by a stable sort;
+  the per-pixel transmittance is a segmented prefix sum of ``log(1 - alpha)``;
+  differentiable with autograd too. Tests hold the tiles path against it.
 
 Tensors may live on any device (CPU is the point; CUDA works too, for the parity test).
 """
@@ -252,10 +254,10 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     ``backgrounds [C, D]`` or None. Returns ``rgb [C, H, W, D]``, ``alpha [C, H, W, 1]``
     and an info dict.
 
-    ``path``: ``"pairs"`` (differentiable: exact per-pixel pair lists, autograd through
-    everything), ``"tiles"`` (inference only: dense 8x8 tiles, K-batched front-to-back
-    with per-tile early termination; same result to ~1e-6) or ``"auto"`` (tiles when no
-    gradient is needed). ``timings``, if given, receives milliseconds per stage measured
+    ``path``: ``"tiles"`` (dense 4x4 tiles, K-batched front to back with per-tile early
+    termination; in-place under no-grad, out-of-place with autograd otherwise), ``"pairs"``
+    (the reference: exact per-pixel pair lists; same result to ~1e-6, several times
+    slower) or ``"auto"`` (= tiles). ``timings``, if given, receives milliseconds per stage measured
     with ``clock`` (e.g. ``time.process_time`` for CPU time).
     """
     clock = _Clock(timings, clock)
@@ -265,11 +267,9 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
         t.requires_grad for t in (means, quats, scales, opacities, colors, viewmats, Ks)
         + ((backgrounds,) if backgrounds is not None else ()))
     if path == "auto":
-        path = "pairs" if need_grad else "tiles"
+        path = "tiles"
     if path not in ("pairs", "tiles"):
         raise ValueError(f"path must be 'auto', 'pairs' or 'tiles', got {path!r}")
-    if path == "tiles" and need_grad:
-        raise ValueError("the tiles path is inference-only; use path='pairs' for gradients")
 
     proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d,
                    near_plane, far_plane, antialiased)
@@ -305,7 +305,8 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
             order, n, x0, y0, bw, bh, means2d, conics, opac, flat_colors, n_cams, width,
             height)
     else:
-        rgb, alpha_img, n_pairs = _render_tiles(
+        render = _render_tiles_grad if need_grad else _render_tiles
+        rgb, alpha_img, n_pairs = render(
             order, n, x0, y0, bw, bh, means2d, conics, opac, flat_colors, n_cams, width,
             height, clock)
     if backgrounds is not None:
@@ -422,29 +423,10 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
     tiles_w, tiles_h = -(-width // S), -(-height // S)
     n_tiles = n_cams * tiles_w * tiles_h
     m = order.numel()
-    idx_t = torch.int32
 
     # 1. Tile lists: (tile, splat) entries, splat-major in depth order, grouped by tile.
-    bx0, by0 = x0[order].to(idx_t), y0[order].to(idx_t)
-    tx0, ty0 = bx0 // S, by0 // S
-    ntx = (bx0 + bw[order].to(idx_t) - 1) // S - tx0 + 1
-    nty = (by0 + bh[order].to(idx_t) - 1) // S - ty0 + 1
-    counts = ntx * nty
-    first_tile = (torch.div(order, n, rounding_mode="floor").to(idx_t) * tiles_h + ty0) \
-        * tiles_w + tx0
-    src = torch.repeat_interleave(torch.arange(m, dtype=idx_t, device=dev), counts)
-    n_entries = src.numel()
-    local = torch.arange(n_entries, dtype=idx_t, device=dev) - (torch.cumsum(
-        counts, 0, dtype=idx_t) - counts)[src]
-    ntx_e = ntx[src]
-    ly = local // ntx_e
-    tile = first_tile[src] + ly * (tiles_w - ntx_e) + local
-    tile_count = torch.bincount(tile, minlength=n_tiles)
-    key = tile.to(torch.int16) if n_tiles <= _INT16_TILES else tile  # int16 sorts faster
-    src = src[torch.sort(key, stable=True).indices]
-    tile_ids = torch.nonzero(tile_count).squeeze(1)
-    tile_start = (torch.cumsum(tile_count, 0) - tile_count)[tile_ids]
-    tile_count = tile_count[tile_ids]
+    src, n_entries, tile_ids, tile_start, tile_count = _tile_lists(
+        order, n, x0, y0, bw, bh, S, tiles_w, tiles_h, n_tiles)
     clock.lap("tile lists")
 
     # Per splat (depth order) + one inert padding splat at index m: the quadratic's
@@ -457,7 +439,6 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
     colr = torch.ones(m + 1, n_ch + 1, dtype=dtype, device=dev)
     colr[:m, :n_ch] = flat_colors[order]
     colr[m] = 0.0
-    src = torch.cat([src, src.new_full((1,), m)])
     off = torch.arange(S, dtype=dtype, device=dev) - 0.5 * (S - 1)
     q_off, p_off = torch.meshgrid(off, off, indexing="ij")                 # row-major pixels
     p_off, q_off = p_off.reshape(-1), q_off.reshape(-1)
@@ -552,3 +533,151 @@ def _render_tiles(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh:
     img = out.view(n_cams, tiles_h, tiles_w, n_ch + 1, S, S).permute(0, 1, 4, 2, 5, 3)
     img = img.reshape(n_cams, tiles_h * S, tiles_w * S, n_ch + 1)[:, :height, :width]
     return img[..., :n_ch], img[..., n_ch:], n_evals
+
+
+def _tile_lists(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor, bh: Tensor,
+                S: int, tiles_w: int, tiles_h: int, n_tiles: int
+                ) -> Tuple[Tensor, int, Tensor, Tensor, Tensor]:
+    """List every splat of ``order`` (depth-sorted) on each ``S x S`` tile its box touches.
+
+    Returns ``src [E + 1]`` (depth rank of the splat of each entry, grouped by tile, depth
+    order inside a tile; the last entry is padding pointing at rank ``m``), ``E``, and per
+    non-empty tile its id, first entry and entry count.
+    """
+    dev = order.device
+    m = order.numel()
+    idx_t = torch.int32
+    bx0, by0 = x0[order].to(idx_t), y0[order].to(idx_t)
+    tx0, ty0 = bx0 // S, by0 // S
+    ntx = (bx0 + bw[order].to(idx_t) - 1) // S - tx0 + 1
+    nty = (by0 + bh[order].to(idx_t) - 1) // S - ty0 + 1
+    counts = ntx * nty
+    first_tile = (torch.div(order, n, rounding_mode="floor").to(idx_t) * tiles_h + ty0) \
+        * tiles_w + tx0
+    src = torch.repeat_interleave(torch.arange(m, dtype=idx_t, device=dev), counts)
+    n_entries = src.numel()
+    local = torch.arange(n_entries, dtype=idx_t, device=dev) - (torch.cumsum(
+        counts, 0, dtype=idx_t) - counts)[src]
+    ntx_e = ntx[src]
+    ly = local // ntx_e
+    tile = first_tile[src] + ly * (tiles_w - ntx_e) + local
+    tile_count = torch.bincount(tile, minlength=n_tiles)
+    key = tile.to(torch.int16) if n_tiles <= _INT16_TILES else tile  # int16 sorts faster
+    src = src[torch.sort(key, stable=True).indices]
+    tile_ids = torch.nonzero(tile_count).squeeze(1)
+    tile_start = (torch.cumsum(tile_count, 0) - tile_count)[tile_ids]
+    tile_count = tile_count[tile_ids]
+    return torch.cat([src, src.new_full((1,), m)]), n_entries, tile_ids, tile_start, tile_count
+
+
+def _render_tiles_grad(order: Tensor, n: int, x0: Tensor, y0: Tensor, bw: Tensor,
+                       bh: Tensor, means2d: Tensor, conics: Tensor, opac: Tensor,
+                       flat_colors: Tensor, n_cams: int, width: int, height: int,
+                       clock: "_Clock") -> Tuple[Tensor, Tensor, int]:
+    """Differentiable twin of :func:`_render_tiles` (out-of-place ops, autograd backward).
+
+    Same lists, passes and stop rule; the stop masks are constants (as in gsplat, whose
+    backward also treats which Gaussians contributed as fixed).
+    """
+    S = TILE
+    n_pix = S * S
+    dev, dtype = means2d.device, means2d.dtype
+    n_ch = flat_colors.shape[-1]
+    tiles_w, tiles_h = -(-width // S), -(-height // S)
+    n_tiles = n_cams * tiles_w * tiles_h
+    with torch.no_grad():
+        src, n_entries, tile_ids, tile_start, tile_count = _tile_lists(
+            order, n, x0, y0, bw, bh, S, tiles_w, tiles_h, n_tiles)
+    clock.lap("tile lists")
+
+    pad = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, float("-inf")]], dtype=dtype, device=dev)
+    table = torch.cat([torch.cat([means2d[order], conics[order],
+                                  torch.log(opac[order])[:, None]], -1), pad])
+    ones = torch.ones(order.numel(), 1, dtype=dtype, device=dev)
+    colr = torch.cat([torch.cat([flat_colors[order], ones], -1),
+                      torch.zeros(1, n_ch + 1, dtype=dtype, device=dev)])
+    off = torch.arange(S, dtype=dtype, device=dev) - 0.5 * (S - 1)
+    q_off, p_off = torch.meshgrid(off, off, indexing="ij")
+    p_off, q_off = p_off.reshape(-1), q_off.reshape(-1)
+    basis = torch.stack([torch.ones_like(p_off), p_off, q_off, p_off * p_off, q_off * q_off,
+                         p_off * q_off], dim=-1)
+    centre_x = (tile_ids % tiles_w).to(dtype) * S + 0.5 * S
+    centre_y = (torch.div(tile_ids, tiles_w, rounding_mode="floor") % tiles_h).to(dtype) * S \
+        + 0.5 * S
+    clock.lap("tables")
+
+    clamp = bool(opac.numel() > 0 and opac.max() > MAX_ALPHA)
+    trans_carry = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)
+    trans_out = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)
+    out = torch.zeros(n_tiles, n_ch + 1, n_pix, dtype=dtype, device=dev)
+    active = torch.arange(tile_ids.numel(), device=dev)
+    offset, n_pass, n_evals = 0, 0, 0
+    while active.numel() > 0:
+        k_width = CHUNK << (n_pass // 2)
+        tiles = tile_ids[active]
+        ranks = offset + torch.arange(k_width, device=dev)
+        ent = torch.where(ranks < tile_count[active, None], tile_start[active, None] + ranks,
+                          torch.full((1, 1), n_entries, device=dev))
+        splat = src[ent]
+        n_evals += ent.numel() * n_pix
+
+        par = table[splat]
+        u = par[..., 0] - centre_x[active, None]
+        v = par[..., 1] - centre_y[active, None]
+        a, b, c = par[..., 2], par[..., 3], par[..., 4]
+        c1 = a * u + b * v
+        c2 = c * v + b * u
+        coef = torch.stack([par[..., 5] - 0.5 * (u * c1 + v * c2), c1, c2, -0.5 * a,
+                            -0.5 * c, -b], -1)
+        logit = torch.matmul(basis, coef.transpose(1, 2))                 # [A, P, K]
+        if clamp:
+            logit = logit.clamp_max(_LOG_MAX_ALPHA)
+        logit = torch.where(logit > _LOG_ALPHA_THRESHOLD, logit,
+                            torch.full_like(logit, float("-inf")))
+        one_minus = 1.0 - torch.exp(logit)
+        t_prev = trans_carry[tiles]
+        one_minus = torch.cat([one_minus[:, :, :1] * t_prev[:, :, None], one_minus[:, :, 1:]],
+                              2)
+        trans = torch.cumprod(one_minus, dim=2)
+        t_last = trans[:, :, -1]
+        with torch.no_grad():
+            live = trans > TRANSMITTANCE_STOP
+            newly = (t_last <= TRANSMITTANCE_STOP) & (t_prev > 0)
+            stopped = torch.nonzero(newly)
+            row, pix = stopped[:, 0], stopped[:, 1]
+            n_live = live[row, pix].sum(1)
+        trans_live = trans * live
+        cols = colr[splat]
+        dcol = torch.cat([cols[:, 1:] - cols[:, :-1], -cols[:, -1:]], 1)
+        acc = torch.bmm(dcol.transpose(1, 2), trans_live.transpose(1, 2)) \
+            + cols[:, 0, :, None] * t_prev[:, None, :]
+        held = t_last
+        carry = t_last
+        if row.numel() > 0:
+            # Remove the weight T_{k*-1} the first stopped Gaussian got in the sum above.
+            t_hold = torch.where(
+                n_live > 0,
+                trans[row, pix].gather(1, (n_live - 1).clamp_min(0)[:, None])[:, 0],
+                t_prev[row, pix])
+            fix = t_hold[:, None] * cols[row, n_live.clamp_max(k_width - 1)]   # [S, D + 1]
+            chan = torch.arange(n_ch + 1, device=dev)
+            acc = acc.index_put((row[:, None], chan[None, :], pix[:, None]), -fix,
+                                accumulate=True)
+            held = t_last.index_put((row, pix), t_hold)
+            carry = torch.where(newly, torch.zeros_like(t_last), t_last)
+        out = out.index_add(0, tiles, acc)
+        trans_out = trans_out.index_copy(0, tiles, torch.where(t_prev > 0, held,
+                                                               trans_out[tiles]))
+        trans_carry = trans_carry.index_copy(0, tiles, carry)
+        clock.lap("composite")
+
+        offset += k_width
+        n_pass += 1
+        more = (tile_count[active] > offset) & (trans_carry[tiles] > 0).any(1)
+        active = active[more]
+
+    rgb = out[:, :n_ch].reshape(n_cams, tiles_h, tiles_w, n_ch, S, S).permute(0, 1, 4, 2, 5, 3)
+    rgb = rgb.reshape(n_cams, tiles_h * S, tiles_w * S, n_ch)[:, :height, :width]
+    alpha = (1.0 - trans_out).reshape(n_cams, tiles_h, tiles_w, S, S).permute(0, 1, 3, 2, 4)
+    alpha = alpha.reshape(n_cams, tiles_h * S, tiles_w * S, 1)[:, :height, :width]
+    return rgb, alpha, n_evals
