@@ -491,6 +491,10 @@ class EmotionResidual(nn.Module):
                              f"{displacement.shape[1]}")
         b, n, _ = displacement.shape
         cfg = self.config
+        if not bool(((emotion != NEUTRAL) & (intensity > 0)).any()):
+            # Neutral or intensity 0 everywhere (the idle case): exactly zero, no compute.
+            zeros = displacement.new_zeros(b, n, self.out_dim)
+            return dict(zip(self.attribute_names, zeros.split(self.attribute_widths, dim=-1)))
         disp = displacement / cfg.disp_scale
         # Cluster queries = mean of the (linear) per-Gaussian queries of the members.
         pooled = _spmm(bind.pool_matrix(), disp)  # [B, C, 3]
