@@ -188,6 +188,19 @@ def speech_clips(train: int, test: int, seed: int) -> Tuple[list, list]:
     return train_clips, test_clips
 
 
+def _a2e_digest(name: str) -> str:
+    """SHA-256 (first 16 hex digits) of the a2e weights file: the features the residual saw."""
+    import hashlib
+    from importlib import resources
+
+    default = str(resources.files("gemo_ros").joinpath("assets", "a2e_default.safetensors"))
+    path = default if name == "default" else name
+    if not os.path.isfile(path):
+        return "unknown"
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:16]
+
+
 def _mtime(name: str) -> float:
     from gemo_ros.avatar import default_avatar_path
 
@@ -206,6 +219,7 @@ def synthetic_frames(head: Any, args: argparse.Namespace) -> Any:
                       "a2e": args.a2e if head.a2e is not None else "none",
                       "avatar": args.avatar, "n": head.avatar.num_gaussians,
                       "mtime": _mtime(args.avatar),
+                      "a2e_sha": _a2e_digest(args.a2e) if head.a2e is not None else "",
                       "window": args.window}, sort_keys=True)
     if args.cache and os.path.isfile(args.cache) and os.path.isfile(args.cache + ".json"):
         with open(args.cache + ".json") as fh:
@@ -323,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
             "avatar": args.avatar, "size": str(frames.size[0]),
             "max_gaussians": str(args.max_gaussians),
             "train_frames": str(int((~frames.test).sum())), "seed": str(args.seed)}
+    if head.a2e is not None:
+        meta["a2e_sha256"] = _a2e_digest(args.a2e)
     path = os.path.join(args.out, "residual.safetensors")
     head.residual.save(path, extra=meta)
     preview(head, frames.split(test=True), os.path.join(args.out, "preview_final.png"))
