@@ -109,7 +109,8 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     from PIL import Image, ImageDraw
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)
-    draw.rectangle([0, 0, 8 + 6 * len(text), 13], fill=(255, 255, 255))
+    box = draw.textbbox((3, 1), text)
+    draw.rectangle([0, 0, box[2] + 3, box[3] + 2], fill=(255, 255, 255))
     draw.text((3, 1), text, fill=(0, 0, 0))
     return np.asarray(pil)
 
