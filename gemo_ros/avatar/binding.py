@@ -50,23 +50,63 @@ def quat_multiply(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], -1)
 
 
+def _m2q_table() -> torch.Tensor:
+    """``[9, 16]`` map from a flattened rotation matrix to ``Q = 4 q q^T - I`` (flattened)."""
+    T = torch.zeros(9, 16, dtype=torch.float64)
+    idx = {(r, c): 3 * r + c for r in range(3) for c in range(3)}
+
+    def put(qi: int, qj: int, terms) -> None:
+        for sign, rc in terms:
+            T[idx[rc], 4 * qi + qj] += sign
+            if qi != qj:
+                T[idx[rc], 4 * qj + qi] += sign
+    put(0, 0, [(1, (0, 0)), (1, (1, 1)), (1, (2, 2))])
+    put(1, 1, [(1, (0, 0)), (-1, (1, 1)), (-1, (2, 2))])
+    put(2, 2, [(-1, (0, 0)), (1, (1, 1)), (-1, (2, 2))])
+    put(3, 3, [(-1, (0, 0)), (-1, (1, 1)), (1, (2, 2))])
+    put(0, 1, [(1, (2, 1)), (-1, (1, 2))])
+    put(0, 2, [(1, (0, 2)), (-1, (2, 0))])
+    put(0, 3, [(1, (1, 0)), (-1, (0, 1))])
+    put(1, 2, [(1, (0, 1)), (1, (1, 0))])
+    put(1, 3, [(1, (0, 2)), (1, (2, 0))])
+    put(2, 3, [(1, (1, 2)), (1, (2, 1))])
+    return T
+
+
+def _q2m_table() -> torch.Tensor:
+    """``[16, 9]`` map from ``q q^T`` (flattened, unit q) to the rotation matrix minus I."""
+    T = torch.zeros(16, 9, dtype=torch.float64)
+
+    def put(rc: Tuple[int, int], terms) -> None:
+        for sign, (a, b) in terms:
+            T[4 * a + b, 3 * rc[0] + rc[1]] += sign
+    put((0, 0), [(-2, (2, 2)), (-2, (3, 3))])
+    put((1, 1), [(-2, (1, 1)), (-2, (3, 3))])
+    put((2, 2), [(-2, (1, 1)), (-2, (2, 2))])
+    put((0, 1), [(2, (1, 2)), (-2, (0, 3))])
+    put((0, 2), [(2, (1, 3)), (2, (0, 2))])
+    put((1, 0), [(2, (1, 2)), (2, (0, 3))])
+    put((1, 2), [(2, (2, 3)), (-2, (0, 1))])
+    put((2, 0), [(2, (1, 3)), (-2, (0, 2))])
+    put((2, 1), [(2, (2, 3)), (2, (0, 1))])
+    return T
+
+
+_M2Q = _m2q_table()
+_Q2M = _q2m_table()
+
+
 def matrix_to_quat(R: torch.Tensor) -> torch.Tensor:
     """Rotation matrices ``[..., 3, 3]`` -> unit ``wxyz`` quaternions ``[..., 4]``.
 
-    Branch-free Shepperd: the symmetric matrix ``Q = 4 q q^T`` is assembled from sums and
-    differences of ``R``'s entries, and its best-conditioned row (largest ``q_i^2``) is used,
-    so it is batched and differentiable almost everywhere.
+    Branch-free Shepperd: ``Q = 4 q q^T`` is a linear function of ``R`` (one small matmul);
+    its best-conditioned row (largest ``q_i^2`` on the diagonal) normalised is ``+-q``. Batched
+    and differentiable almost everywhere.
     """
-    m00, m01, m02 = R[..., 0, 0], R[..., 0, 1], R[..., 0, 2]
-    m10, m11, m12 = R[..., 1, 0], R[..., 1, 1], R[..., 1, 2]
-    m20, m21, m22 = R[..., 2, 0], R[..., 2, 1], R[..., 2, 2]
-    d = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
-                     1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)      # 4 q_i^2
-    a, b, c = m21 - m12, m02 - m20, m10 - m01                           # 4 w x, 4 w y, 4 w z
-    e, f, g = m01 + m10, m02 + m20, m12 + m21                           # 4 x y, 4 x z, 4 y z
-    Q = torch.stack([d[..., 0], a, b, c, a, d[..., 1], e, f,
-                     b, e, d[..., 2], g, c, f, g, d[..., 3]], -1).reshape(R.shape[:-2] + (4, 4))
-    best = d.argmax(-1)
+    eye = torch.eye(4, dtype=R.dtype, device=R.device).reshape(16)
+    Q = R.reshape(R.shape[:-2] + (9,)) @ _M2Q.to(R) + eye
+    Q = Q.reshape(R.shape[:-2] + (4, 4))
+    best = torch.diagonal(Q, dim1=-2, dim2=-1).argmax(-1)
     row = torch.gather(Q, -2, best[..., None, None].expand(best.shape + (1, 4)))[..., 0, :]
     q = row / row.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     return q * torch.where(q[..., :1] < 0, -1.0, 1.0)                   # w >= 0
@@ -75,12 +115,15 @@ def matrix_to_quat(R: torch.Tensor) -> torch.Tensor:
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """Convert ``wxyz`` quaternions ``[..., 4]`` (normalised here) to ``[..., 3, 3]``."""
     q = q / q.norm(dim=-1, keepdim=True).clamp(min=EPS)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1
-    ).reshape(q.shape[:-1] + (3, 3))
+    qq = (q[..., :, None] * q[..., None, :]).reshape(q.shape[:-1] + (16,))
+    R = qq @ _Q2M.to(q) + torch.eye(3, dtype=q.dtype, device=q.device).reshape(9)
+    return R.reshape(q.shape[:-1] + (3, 3))
 
 
-__all__ = ["triangle_frames", "quat_multiply", "matrix_to_quat", "quat_to_matrix"]
+def rotate_quats(R: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Quaternion ``[..., 4]`` of ``R @ quat_to_matrix(q)`` for frames ``R [..., 3, 3]``."""
+    return matrix_to_quat(R @ quat_to_matrix(q))
+
+
+__all__ = ["triangle_frames", "quat_multiply", "matrix_to_quat", "quat_to_matrix",
+           "rotate_quats"]

@@ -23,7 +23,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from gemo_ros.avatar.binding import matrix_to_quat, quat_multiply, triangle_frames
+from gemo_ros.avatar.binding import rotate_quats, triangle_frames
 from gemo_ros.face.model import FaceModel
 
 #: Raw attribute layout, in packing order.
@@ -195,8 +195,7 @@ class GaussianAvatar(nn.Module):
         """Apply the triangle frames of posed ``verts[B, V, 3]`` to raw ``{key: [B, N, d]}``."""
         origin, R, k = triangle_frames(verts, self._bound_vertex_ids, self.binding_bary)
         means = origin + k * (R @ raw["xyz"][..., None])[..., 0]
-        quats = quat_multiply(matrix_to_quat(R), torch.nn.functional.normalize(
-            raw["rotation"], dim=-1))
+        quats = rotate_quats(R, raw["rotation"])
         scales = k * torch.exp(raw["scale"])
         opacities = torch.sigmoid(raw["opacity"][..., 0])
         colors = raw["color"].clamp(0.0, 1.0)
