@@ -255,10 +255,10 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     and an info dict.
 
     ``path``: ``"tiles"`` (dense 4x4 tiles, K-batched front to back with per-tile early
-    termination; in-place under no-grad, out-of-place with autograd otherwise), ``"pairs"``
-    (the reference: exact per-pixel pair lists; same result to ~1e-6, several times
-    slower) or ``"auto"`` (= tiles). ``timings``, if given, receives milliseconds per stage measured
-    with ``clock`` (e.g. ``time.process_time`` for CPU time).
+    termination; in-place under no-grad, out-of-place with autograd otherwise),
+    ``"pairs"`` (the reference: exact per-pixel pair lists; same result to ~1e-6, several
+    times slower) or ``"auto"`` (= tiles). ``timings``, if given, receives milliseconds
+    per stage measured with ``clock`` (e.g. ``time.process_time`` for CPU time).
     """
     clock = _Clock(timings, clock)
     n_cams = viewmats.shape[0]
@@ -319,7 +319,7 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
 
 
 class _Clock:
-    """Record wall-clock milliseconds per named stage into a dict (no-op without one)."""
+    """Record milliseconds per named stage into a dict (no-op without one)."""
 
     def __init__(self, out: Optional[Dict[str, float]],
                  now: Callable[[], float] = time.perf_counter) -> None:
