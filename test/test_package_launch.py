@@ -1,4 +1,4 @@
-"""The launch file, the parameter file, setup.py and the node agree (launch_ros is not installable here)."""
+"""The launch file, parameter file, setup.py and the node agree (no launch_ros here)."""
 
 import ast
 import os
