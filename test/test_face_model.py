@@ -185,3 +185,11 @@ def test_axis_angle_matches_a_known_rotation():
 def test_unknown_face_model_type_raises_a_clear_error():
     with pytest.raises(ValueError, match="no face model loader"):
         load_face_model("flame")
+
+
+def test_posing_a_vertex_subset_equals_slicing_the_full_pose(face):
+    ids = torch.arange(0, face.num_vertices, 7)
+    expr = torch.rand(2, 52, generator=torch.Generator().manual_seed(4))
+    neck = torch.tensor([[0.1, -0.2, 0.0], [0.0, 0.3, 0.1]])
+    full = face.pose(expr, neck)
+    assert torch.allclose(face.pose(expr, neck, vertex_ids=ids), full[:, ids], atol=1e-7)

@@ -135,6 +135,10 @@ class GaussianAvatar(nn.Module):
         self.register_buffer("delta_index", delta_index.long())
         self.register_buffer("_bound_vertex_ids", face.faces[binding_faces.long()],
                              persistent=False)
+        # Posing needs only the vertices of bound triangles (fewer with a level of detail).
+        used, local = torch.unique(self._bound_vertex_ids, return_inverse=True)
+        self.register_buffer("_used_vertices", used, persistent=False)
+        self.register_buffer("_bound_local_ids", local.reshape(-1, 3), persistent=False)
 
     # -- sizes ----------------------------------------------------------------------
     @property
@@ -193,7 +197,11 @@ class GaussianAvatar(nn.Module):
     def pose_gaussians(self, raw: Mapping[str, torch.Tensor], verts: torch.Tensor
                        ) -> Gaussians:
         """Apply the triangle frames of posed ``verts[B, V, 3]`` to raw ``{key: [B, N, d]}``."""
-        origin, R, k = triangle_frames(verts, self._bound_vertex_ids, self.binding_bary)
+        return self._pose_bound(raw, verts, self._bound_vertex_ids)
+
+    def _pose_bound(self, raw: Mapping[str, torch.Tensor], verts: torch.Tensor,
+                    tri_ids: torch.Tensor) -> Gaussians:
+        origin, R, k = triangle_frames(verts, tri_ids, self.binding_bary)
         means = origin + k * (R @ raw["xyz"][..., None])[..., 0]
         quats = rotate_quats(R, raw["rotation"])
         scales = k * torch.exp(raw["scale"])
@@ -217,7 +225,8 @@ class GaussianAvatar(nn.Module):
             if unknown:
                 raise ValueError(f"offsets has unknown keys {sorted(unknown)}")
             raw = {k: (v + offsets[k].to(v) if k in offsets else v) for k, v in raw.items()}
-        return self.pose_gaussians(raw, self.face.pose(expr, neck_rotation))
+        verts = self.face.pose(expr, neck_rotation, vertex_ids=self._used_vertices)
+        return self._pose_bound(raw, verts, self._bound_local_ids)
 
     # -- helpers for Stage 2 --------------------------------------------------------
     def interpolate_at_gaussians(self, vertex_values: torch.Tensor) -> torch.Tensor:

@@ -187,9 +187,13 @@ class FaceModel(nn.Module):
         T_er = compose(T_neck, about(R_eye_r, j[3].expand(B, 3)))
         return torch.stack([T_neck, T_jaw, T_el, T_er], 1)
 
-    def skin(self, verts: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
-        """Linear blend skinning: ``[B, V, 3]`` with ``[B, J, 3, 4]`` -> ``[B, V, 3]``."""
-        w = self.lbs_weights.to(verts)
+    def skin(self, verts: torch.Tensor, transforms: torch.Tensor,
+             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Linear blend skinning: ``[B, V, 3]`` with ``[B, J, 3, 4]`` -> ``[B, V, 3]``.
+
+        ``weights [V, J]`` defaults to :attr:`lbs_weights` (pass a subset's rows with a subset).
+        """
+        w = (self.lbs_weights if weights is None else weights).to(verts)
         # v + sum_j w_j ((R_j - I) v + t_j): the root (weight 1 - sum w) adds nothing, identity
         # joints give the input exactly, and J small matmuls replace a [B, V, 3, 4] blend.
         eye = torch.eye(3, dtype=verts.dtype, device=verts.device)
@@ -197,14 +201,37 @@ class FaceModel(nn.Module):
             transforms[:, :, None, :, 3]
         return verts + torch.einsum("vj,bjvm->bvm", w, moved)
 
-    def pose(self, expr: torch.Tensor, neck_rotation: Optional[torch.Tensor] = None
-             ) -> torch.Tensor:
+    def pose(self, expr: torch.Tensor, neck_rotation: Optional[torch.Tensor] = None,
+             vertex_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Posed vertices ``[B, V, 3]`` (metres) for ``expr[B, K]`` and ``neck_rotation[B, 3]``.
 
         Differentiable in both arguments. Zero coefficients and no neck rotation give the
-        template exactly.
+        template exactly. With ``vertex_ids [V']`` only those vertices are posed (``[B, V',
+        3]``, same values as ``pose(...)[:, vertex_ids]``) - cheaper when a consumer (a
+        level-of-detail avatar) needs part of the mesh.
         """
-        return self.skin(self.shape_vertices(expr), self.joint_transforms(expr, neck_rotation))
+        transforms = self.joint_transforms(expr, neck_rotation)
+        if vertex_ids is None:
+            return self.skin(self.shape_vertices(expr), transforms)
+        expr = self._check_expr(expr)
+        rows, compact, template, weights = self._subset_basis(vertex_ids)
+        verts = template.expand(expr.shape[0], -1, -1).index_add(
+            1, rows, (expr @ compact).reshape(expr.shape[0], -1, 3))
+        return self.skin(verts, transforms, weights)
+
+    def _subset_basis(self, ids: torch.Tensor):
+        """Return (moving rows within ``ids``, their basis, template, weights), cached."""
+        key = (ids.data_ptr(), ids.numel(), ids.device, self.expr_basis._version)
+        cache = getattr(self, "_subset_cache", {})
+        if key not in cache:
+            sub = self.expr_basis[:, ids]
+            rows = torch.nonzero(sub.abs().amax((0, 2)) > 0)[:, 0]
+            if len(cache) >= 4:                    # a few avatars may share one face model
+                cache = {}
+            cache[key] = (rows, sub[:, rows].reshape(self.num_expressions, -1),
+                          self.vertices[ids], self.lbs_weights[ids])
+            self._subset_cache = cache
+        return cache[key]
 
     def region(self, part: str) -> torch.Tensor:
         """Boolean ``[V]`` mask of the vertices of a named part (e.g. ``"eye_left"``)."""
