@@ -292,8 +292,17 @@ class TalkingHead:
         Returns:
             ``[B, N, 3]`` metres (head frame, no neck rotation).
         """
-        verts = self.face_model.pose(torch.cat([psi_e, psi_n], 0).to(self.device), None)
+        expr = torch.cat([psi_e, psi_n], 0).to(self.device)
         b = psi_n.shape[0]
+        ids = getattr(self.avatar, "_used_vertices", None)
+        local = getattr(self.avatar, "_bound_local_ids", None)
+        if ids is not None and local is not None:
+            # Pose only the vertices under bound triangles (a level-of-detail avatar needs
+            # a fraction of the mesh); same values as the full path below.
+            verts = self.face_model.pose(expr, None, vertex_ids=ids)
+            tri = (verts[:b] - verts[b:])[:, local]  # [B, N, 3, 3]
+            return torch.einsum("nk,bnkc->bnc", self.avatar.binding_bary.to(tri), tri)
+        verts = self.face_model.pose(expr, None)
         return self.avatar.interpolate_at_gaussians(verts[:b] - verts[b:])
 
     def offsets(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: torch.Tensor,

@@ -148,3 +148,15 @@ def test_feature_window_repeats_edge_frames():
     batch = feature_window(feats, torch.tensor([4, 2]), 3)
     assert batch[0, :, 0].tolist() == [3, 4, 4]
     assert batch[1, :, 0].tolist() == [1, 2, 3]
+
+
+def test_displacement_is_the_mesh_difference_at_the_bindings(avatar):
+    head = make_head(avatar)
+    psi_n = torch.rand(2, 52) * 0.3
+    psi_e = (psi_n + torch.rand(2, 52) * 0.4).clamp(0, 1)
+    with torch.no_grad():
+        got = head.displacement(psi_n, psi_e)
+        full = head.face_model.pose(psi_e) - head.face_model.pose(psi_n)
+        want = avatar.interpolate_at_gaussians(full)
+    assert got.shape == (2, avatar.num_gaussians, 3)
+    assert torch.allclose(got, want, atol=1e-6)
