@@ -282,9 +282,12 @@ def train(head: Any, frames: Any, args: argparse.Namespace, out: str) -> Dict[st
         reg = offset_penalty(offs)
         loss = photo + args.reg * reg
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(residual.parameters(), 1.0)
-        opt.step()
+        if loss.requires_grad:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(residual.parameters(), 1.0)
+            opt.step()
+        # else: every frame of the batch is neutral / intensity 0, where the residual is
+        # exactly zero by construction - nothing to learn from it.
         sched.step()
         photo_v = float(photo.detach())
         ema = photo_v if ema is None else 0.95 * ema + 0.05 * photo_v
