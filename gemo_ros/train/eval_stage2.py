@@ -49,6 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sheet-emotion", default="happy", help="emotion of the yaw row")
     parser.add_argument("--sheet-time", type=float, default=1.2,
                         help="seconds into the demo speech shown on the sheet")
+    parser.add_argument("--sheet-only", action="store_true",
+                        help="only write the contact sheet (no metrics)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
@@ -208,6 +210,13 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"gemo eval stage2: {exc}")
         return 2
+    if args.sheet_only:
+        if not args.sheet:
+            print("gemo eval stage2: --sheet-only needs --sheet PATH")
+            return 2
+        contact_sheet(head, args.sheet, args.sheet_size, args.sheet_emotion, args.sheet_time)
+        LOG.info("wrote %s", args.sheet)
+        return 0
     frames = heldout_frames(head, args)
     metrics = evaluate(head, frames, progress=not args.no_progress)
     table = markdown_table(metrics)
