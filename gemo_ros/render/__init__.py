@@ -19,7 +19,7 @@ __all__ = ["rasterize", "orbit_camera", "look_at", "intrinsics", "camera_positio
 LOG = logging.getLogger(__name__)
 
 #: Accepted values of ``backend``.
-BACKENDS = ("auto", "torch", "gsplat")
+BACKENDS = ("auto", "torch", "gsplat", "numba")
 
 _LOGGED_CHOICES = set()
 
@@ -30,11 +30,30 @@ def _log_once(key: Tuple, message: str) -> None:
         LOG.info(message)
 
 
-def _choose_backend(backend: str, device: torch.device) -> str:
+def _numba_reason(device: torch.device, dtype: torch.dtype, need_grad: bool) -> str:
+    """Return why the numba CPU rasterizer cannot take this call ("" = it can)."""
+    if device.type != "cpu":
+        return f"tensors on {device.type}, not CPU"
+    if need_grad:
+        return "an input requires grad (numba is inference-only)"
+    if dtype != torch.float32:
+        return f"dtype {dtype} (numba kernels are float32)"
+    from gemo_ros.render._numba_backend import numba_available
+    ok, reason = numba_available()
+    return "" if ok else reason
+
+
+def _choose_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32,
+                    need_grad: bool = False) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return "torch"
+    if backend == "numba":
+        reason = _numba_reason(device, dtype, need_grad)
+        if reason:
+            raise ValueError(f"backend='numba' cannot render this call: {reason}")
+        return "numba"
     from gemo_ros.render._gsplat_backend import gsplat_available
     if backend == "gsplat":
         if device.type != "cuda":
@@ -50,8 +69,12 @@ def _choose_backend(backend: str, device: torch.device) -> str:
             return "gsplat"
         _log_once(("auto", "torch", reason), f"render backend: torch ({reason})")
         return "torch"
-    _log_once(("auto", "torch", device.type),
-              f"render backend: torch (tensors on {device.type}, not CUDA)")
+    reason = _numba_reason(device, dtype, need_grad)
+    if not reason:
+        _log_once(("auto", "numba"), "render backend: numba (CPU tensors, no gradient needed)")
+        return "numba"
+    _log_once(("auto", "torch", device.type, reason),
+              f"render backend: torch (tensors on {device.type}; numba skipped: {reason})")
     return "torch"
 
 
@@ -90,8 +113,10 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
         width, height: image size in pixels.
         background: ``[D]`` or ``[C, D]`` colour behind the Gaussians (None = black, i.e.
             premultiplied output).
-        backend: ``"auto"`` (gsplat for CUDA tensors when its kernels work, else torch),
-            ``"torch"`` or ``"gsplat"`` (CUDA only).
+        backend: ``"auto"`` (gsplat for CUDA tensors when its kernels work; for float32
+            CPU tensors when no gradient is needed the compiled numba rasterizer, if numba
+            imports; else torch), ``"torch"`` (always the differentiable PyTorch path),
+            ``"gsplat"`` (CUDA only) or ``"numba"`` (CPU, float32, no grad; inference only).
         antialiased: gsplat's ``rasterize_mode="antialiased"`` (opacity times
             ``sqrt(det(cov2d) / det(cov2d + eps2d))``) instead of ``"classic"``.
         sh_degree: SH degree (0..4) used when ``colors`` holds SH coefficients; None with a
@@ -110,7 +135,10 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
     The torch backend is differentiable with autograd in every input tensor. It composites
     dense 4x4 pixel tiles front to back with early termination (``info["path"] ==
     "tiles"``; in-place and fastest under ``torch.no_grad()``); its reference
-    implementation over exact per-pixel pair lists ("pairs") agrees to ~1e-6.
+    implementation over exact per-pixel pair lists ("pairs") agrees to ~1e-6. The numba
+    backend (``info["path"] == "numba"``) runs the same maths as compiled per-pixel loops,
+    many times faster on a CPU; it agrees with the tiles path to ~1e-6. Its first call in a
+    process compiles the kernels (seconds; then cached on disk).
     """
     _check("means", means, (-1, 3))
     n = means.shape[0]
@@ -153,9 +181,16 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
     if len(devices) != 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
 
-    choice = _choose_backend(backend, means.device)
+    inputs = (means, quats, scales, opacities, colors, viewmats, Ks) + (
+        (backgrounds,) if backgrounds is not None else ())
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    dtypes = {t.dtype for t in inputs}
+    dtype = dtypes.pop() if len(dtypes) == 1 else None
+    choice = _choose_backend(backend, means.device, dtype, need_grad)
     if choice == "gsplat":
         from gemo_ros.render._gsplat_backend import rasterize_gsplat as impl
+    elif choice == "numba":
+        from gemo_ros.render._numba_backend import rasterize_numba as impl
     else:
         from gemo_ros.render._torch_backend import rasterize_torch as impl
     rgb, alpha, info = impl(means, quats, scales, opacities, colors, viewmats, Ks, width,
