@@ -572,6 +572,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview-every", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument("--name", default=None, help="avatar name stored in its metadata")
+    parser.add_argument("--delta-tol", type=float, default=2e-3,
+                        help="blendshape rows with max |delta| <= this are not stored "
+                             "(raw units; smaller files, no visible change)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -608,7 +611,7 @@ def run(args: argparse.Namespace) -> int:
             "trained_by": "gemo train stage1", "dataset": os.path.abspath(args.data),
             "iterations": trainer.step, "train_seconds_this_run": round(seconds, 1),
             "resolution": [trainer.width, trainer.height], "device": device}
-    size = save_avatar(trainer.avatar(meta), args.out, tol=1e-4)
+    size = save_avatar(trainer.avatar(meta), args.out, tol=args.delta_tol)
     last = trainer.history[-50:]
     mean_psnr = sum(m["psnr"] for m in last) / max(1, len(last))
     LOG.info("wrote %s (%d Gaussians, %.1f MB) after %.0f s; train PSNR (last 50 steps) "
