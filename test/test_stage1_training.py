@@ -146,3 +146,30 @@ def test_resume_without_a_checkpoint_is_an_error(tiny_dataset, tmp_path) -> None
     with pytest.raises(SystemExit, match="no checkpoint"):
         main(["train", "stage1", "--data", tiny_dataset.root, "--out",
               str(tmp_path / "x.safetensors"), "--resume", "--quiet"])
+
+
+def test_synthetic_training_cameras_avoid_the_novel_yaws(tiny_dataset) -> None:
+    import math
+
+    from gemo_ros.render.camera import camera_position
+    from gemo_ros.train.stage1_data import NOVEL_YAWS_DEG
+    target = torch.tensor([0.0, -0.03, 0.0])
+    for f in tiny_dataset.split("train") + tiny_dataset.split("test"):
+        eye = camera_position(f.viewmat) - target
+        yaw = math.degrees(math.atan2(float(eye[0]), float(eye[2])))
+        assert min(abs(yaw - v) for v in NOVEL_YAWS_DEG) > 0.4, (f.name, yaw)
+    views = {f.view for f in tiny_dataset.split("novel")}
+    assert views == {f"yaw{v:+.0f}" for v in NOVEL_YAWS_DEG}
+
+
+def test_written_joint_rotations_match_what_the_face_model_derives(tiny_dataset) -> None:
+    from gemo_ros.face.model import axis_angle_to_matrix, load_face_model
+    from gemo_ros.train.stage1_data import derived_joint_rotations
+    face = load_face_model("default")
+    batch = tiny_dataset.stack(tiny_dataset.split("train"))
+    T = face.joint_transforms(batch["expression"], batch["neck"])
+    assert torch.allclose(axis_angle_to_matrix(batch["neck"]), T[:, 0, :, :3], atol=1e-5)
+    R_jaw = T[:, 0, :, :3] @ axis_angle_to_matrix(batch["jaw"])
+    assert torch.allclose(R_jaw, T[:, 1, :, :3], atol=1e-4)
+    derived = derived_joint_rotations(face, batch["expression"], batch["neck"])
+    assert torch.allclose(derived["eye_left"], batch["eye_left"], atol=1e-5)
