@@ -278,14 +278,20 @@ def _batch(clips: Sequence[Clip], targets: Sequence[np.ndarray], idx: Sequence[i
             torch.from_numpy(emos), torch.from_numpy(inten), torch.from_numpy(mask))
 
 
-def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights):
-    """Weighted L1 on neutral and all emotional outputs, plus an L1 velocity term.
+def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights):
+    """Loss of the decoder outputs for encoder features ``[B, T, D]``.
+
+    Weighted L1 on the neutral and the sampled emotional outputs, an L1 velocity term, and
+    a lip-aperture term ``|relu(jaw - close) - target|`` weighted up to 7x on lip closures
+    (rare, short events that a plain L1 loss learns to ignore).
 
     Returns (loss, dict of float parts).
     """
     import torch
 
-    feats = model.encode(wave)                                    # [B, T, D]
+    from gemo_ros.face.arkit import ARKIT_INDEX
+
+    jaw, close = ARKIT_INDEX["jawOpen"], ARKIT_INDEX["mouthClose"]
     b, t, _ = feats.shape
     base, _ = model.decode_parts(feats, torch.zeros(b, dtype=torch.long))
     m = mask[:, :, None]
@@ -293,6 +299,13 @@ def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights):
     l_neu = ((base - neutral).abs() * weights * m).sum() / norm
     vel = (base[:, 1:] - base[:, :-1]) - (neutral[:, 1:] - neutral[:, :-1])
     l_vel = (vel.abs() * weights * m[:, 1:]).sum() / norm
+
+    def aperture(c):
+        return (c[..., jaw] - c[..., close]).clamp(min=0.0)
+
+    closure = (neutral[..., close] / neutral[..., jaw].clamp(min=1e-3)).clamp(0.0, 1.0)
+    w_ap = (1.0 + 6.0 * closure) * mask
+    l_ap = ((aperture(base) - aperture(neutral)).abs() * w_ap).sum() / w_ap.sum()
     # Emotional outputs: decode the same features with each sampled emotion.
     ne = emos.shape[1]
     fe = feats[:, None].expand(b, ne, t, feats.shape[-1]).reshape(b * ne, t, -1)
@@ -300,9 +313,68 @@ def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights):
     pred = (base_e + inten.reshape(-1)[:, None, None] * delta_e).clamp(0.0, 1.0)
     me = m[:, None].expand(b, ne, t, 1).reshape(b * ne, t, 1)
     l_emo = ((pred - emo.reshape(b * ne, t, -1)).abs() * weights * me).sum() / (norm * ne)
-    loss = l_neu + l_emo + 0.5 * l_vel
+    loss = l_neu + l_emo + 0.5 * l_vel + l_ap
     return loss, {"neutral": float(l_neu.detach()), "emotion": float(l_emo.detach()),
-                  "velocity": float(l_vel.detach())}
+                  "velocity": float(l_vel.detach()), "aperture": float(l_ap.detach())}
+
+
+def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights):
+    """Encode ``wave [B, S]`` and return :func:`decoder_loss` of the features."""
+    return decoder_loss(model, model.encode(wave), neutral, emo, emos, inten, mask, weights)
+
+
+def finetune_decoder(model, clips: Sequence[Clip], targets: Sequence[np.ndarray],
+                     steps: int, lr: float, seed: int, batch: int = 32):
+    """Train only the decoder on cached encoder features of augmented clips (fast).
+
+    Each clip is augmented once, encoded once (no gradient), then the decoder heads take
+    ``steps`` AdamW steps on random batches of the cached features. Returns the last loss
+    parts.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from gemo_ros.face.emotion_recipes import combine_with_speech
+
+    rng = np.random.default_rng([seed, 7])
+    model.eval()
+    feats = []
+    with torch.no_grad():
+        for c, tgt in zip(tqdm(clips, desc="encode"), targets):
+            x = augment(c.audio.astype(np.float32) / 32768.0, rng)
+            x = np.pad(x, (0, len(tgt) * model.hop - len(x)))
+            feats.append(model.encode(torch.from_numpy(x)[None])[0])
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    weights = torch.from_numpy(channel_weights())
+    parts = {}
+    for step in tqdm(range(steps), desc="decoder"):
+        idx = rng.integers(0, len(clips), batch)
+        t = max(len(targets[i]) for i in idx)
+        f = torch.zeros(batch, t, model.feature_dim)
+        neutral = np.zeros((batch, t, 52), np.float32)
+        mask = np.zeros((batch, t), np.float32)
+        for k, i in enumerate(idx):
+            f[k, :len(targets[i])] = feats[i]
+            neutral[k, :len(targets[i])] = targets[i]
+            mask[k, :len(targets[i])] = 1.0
+        emos = np.stack([rng.permutation(7)[:3] + 1 for _ in idx]).astype(np.int64)
+        inten = rng.uniform(0.1, 1.0, size=emos.shape).astype(np.float32)
+        emo = np.stack([np.stack([combine_with_speech(neutral[k], int(emos[k, e]), inten[k, e])
+                                  for e in range(3)]) for k in range(batch)])
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+        loss, parts = decoder_loss(model, f, torch.from_numpy(neutral), torch.from_numpy(emo),
+                                   torch.from_numpy(emos), torch.from_numpy(inten),
+                                   torch.from_numpy(mask), weights)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for p in model.encoder.parameters():
+        p.requires_grad_(True)
+    return parts
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -322,6 +394,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="directory of a pretrained Wav2Vec2/HuBERT/WavLM checkpoint to "
                              "use as the encoder (default: the compact config, from scratch)")
     parser.add_argument("--resume", action="store_true", help="resume from OUT/last.pt")
+    parser.add_argument("--init", default=None, help="start from these a2e weights")
+    parser.add_argument("--decoder-only", action="store_true",
+                        help="with --init: train only the decoder on cached encoder features "
+                             "of --clips augmented clips for --steps steps")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -350,8 +426,28 @@ def run(args: argparse.Namespace) -> int:
     rng.shuffle(clips)
     n_val = max(8, len(clips) // 50)
     val, train = clips[:n_val], clips[n_val:]
-    model = AudioToExpression(A2EConfig(encoder_path=args.encoder)).to(args.device)
+    if args.init:
+        from gemo_ros.audio.model import load_a2e
+        model = load_a2e(args.init, device=args.device).train()
+    else:
+        model = AudioToExpression(A2EConfig(encoder_path=args.encoder)).to(args.device)
     hop = model.hop
+    if args.decoder_only:
+        if not args.init:
+            raise SystemExit("--decoder-only needs --init WEIGHTS")
+        tgts = [clip_targets(c, model.fps, hop) for c in train]
+        t_ft = time.time()
+        parts = finetune_decoder(model, train, tgts, args.steps, args.lr, args.seed,
+                                 batch=2 * args.batch)
+        os.makedirs(args.out, exist_ok=True)
+        out = os.path.join(args.out, "a2e.safetensors")
+        info = {"command": "gemo " + " ".join(sys.argv[1:]), "seed": args.seed,
+                "decoder_steps": args.steps, "clips": len(train),
+                "train_seconds": round(time.time() - t_ft),
+                "last_loss": {k: round(v, 5) for k, v in parts.items()}}
+        model.cpu().eval().save(out, extra=info)
+        logger.info("saved %s: %s", out, info)
+        return 0
     targets = [clip_targets(c, model.fps, hop) for c in tqdm(train, desc="targets")]
     val_targets = [clip_targets(c, model.fps, hop) for c in val]
     weights = torch.from_numpy(channel_weights()).to(args.device)

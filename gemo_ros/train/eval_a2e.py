@@ -12,7 +12,8 @@ Two held-out sets:
 For every clip the phone timeline gives target curves (:func:`speech_curves`), and:
 
 * lip-closure rate: share of /p b m/ phones where the predicted lip aperture
-  ``max(0, jawOpen - mouthClose)`` drops below 0.05 within the phone (+-1 frame);
+  ``max(0, jawOpen - mouthClose)`` drops below 0.05 within the phone (+-1 frame), and the
+  same test at the middle of vowels (false closures; lower is better);
 * jaw correlation: Pearson r of predicted vs target ``jawOpen`` (all frames of a set);
 * lag: the shift (ms) that maximises that correlation (positive = prediction late), and
   the median onset lag at speech onsets (jaw crossing 0.05 after >= 0.3 s of rest);
@@ -140,15 +141,19 @@ def _targets(clip: EvalClip, num_frames: int, fps: float) -> np.ndarray:
     return speech_curves(clip.phones, num_frames, fps=fps, audio=audio, sample_rate=16000)
 
 
-def _closure_hits(pred: np.ndarray, phones, fps: float) -> Tuple[int, int]:
+def _closure_hits(pred: np.ndarray, phones, fps: float, kind: str = "bilabial"
+                  ) -> Tuple[int, int]:
+    """Count phones of class ``kind`` whose lip aperture drops below the closed level."""
     from gemo_ros.face.arkit import ARKIT_INDEX
     from gemo_ros.train.visemes import phone_class
 
     ap = np.maximum(0.0, pred[:, ARKIT_INDEX["jawOpen"]] - pred[:, ARKIT_INDEX["mouthClose"]])
     hits = total = 0
     for name, s, e in phones:
-        if phone_class(name) != "bilabial":
+        if phone_class(name) != kind:
             continue
+        if kind == "vowel":  # judge a vowel at its middle only
+            s = e = 0.5 * (s + e)
         lo = max(0, int(np.floor(s * fps)) - 1)
         hi = min(len(ap), int(np.ceil(e * fps)) + 2)
         if hi <= lo:
@@ -195,7 +200,7 @@ def evaluate_set(model, clips: Sequence[EvalClip]) -> Dict[str, float]:
 
     fps = model.fps
     jaw = ARKIT_INDEX["jawOpen"]
-    hits = total = 0
+    hits = total = v_hits = v_total = 0
     preds, tgts, lags, onset_lags = [], [], [], []
     emo_err = {e: [] for e in EMOTIONS[1:]}
     offsets = {e: [] for e in EMOTIONS[1:]}
@@ -204,6 +209,8 @@ def evaluate_set(model, clips: Sequence[EvalClip]) -> Dict[str, float]:
         target = _targets(clip, len(neutral), fps)
         h, t = _closure_hits(neutral, clip.phones, fps)
         hits, total = hits + h, total + t
+        h, t = _closure_hits(neutral, clip.phones, fps, "vowel")
+        v_hits, v_total = v_hits + h, v_total + t
         preds.append(neutral[:, jaw])
         tgts.append(target[:, jaw])
         lags.append(_best_lag(neutral[:, jaw], target[:, jaw], fps))
@@ -223,6 +230,7 @@ def evaluate_set(model, clips: Sequence[EvalClip]) -> Dict[str, float]:
         "seconds": round(float(len(p) / fps), 1),
         "bilabials": total,
         "lip_closure_rate": round(hits / max(1, total), 4),
+        "vowel_closure_rate": round(v_hits / max(1, v_total), 4),
         "jaw_corr": round(float(np.corrcoef(p, t)[0, 1]), 4),
         "jaw_mae": round(float(np.abs(p - t).mean()), 4),
         "lag_ms_xcorr_median": round(float(np.median(lags)), 1),
