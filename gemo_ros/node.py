@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -210,7 +211,8 @@ class AvatarNode(Node):
         self._pub_state = self.create_publisher(String, "face/state", 10)
 
         self._published: deque = deque(maxlen=int(self._fps * 2) + 2)
-        self._render_s = 0.0
+        self._render_times: deque = deque(maxlen=9)
+        self._last_t = 0.0
         self._overruns = 0
         self._frames = 0
         self._tick = threading.Event()
@@ -462,8 +464,12 @@ class AvatarNode(Node):
 
     def _render_once(self) -> None:
         t0 = time.perf_counter()
-        ahead = self._render_s if self._param("render_ahead") else 0.0
-        t_show = self._now() + ahead
+        # Render for when the frame will be out: now + the median recent render time (robust
+        # to slow warm-up frames); stamps never go backwards.
+        ahead = (float(np.median(self._render_times))
+                 if self._render_times and self._param("render_ahead") else 0.0)
+        t_show = max(self._now() + ahead, self._last_t + 1e-6)
+        self._last_t = t_show
         rgb, state = self.engine.frame(t_show)
         t1 = time.perf_counter()
         stamp_ns = int(round(t_show * 1e9))
@@ -482,7 +488,7 @@ class AvatarNode(Node):
         self._frames += 1
         span = self._published[-1] - self._published[0]
         fps = (len(self._published) - 1) / span if span > 0 else 0.0
-        self._render_s = 0.8 * self._render_s + 0.2 * (t3 - t0) if self._frames > 1 else t3 - t0
+        self._render_times.append(t3 - t0)
         timings = state.pop("timings_ms")
         timings.update(message=(t2 - t1) * 1e3, publish=(t3 - t2) * 1e3,
                        total=(t3 - t0) * 1e3)
@@ -509,6 +515,7 @@ def main(args: Optional[List[str]] = None) -> int:
     # SIGTERM (e.g. from a process manager) shuts down like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
+    executor = None
     code = 0
     try:
         node = AvatarNode()
@@ -523,7 +530,11 @@ def main(args: Optional[List[str]] = None) -> int:
         code = 1
     finally:
         if node is not None:
-            node.shutdown()
+            node.shutdown()  # stop the render thread first
+        if executor is not None:
+            # wait for the executor's worker threads, so none outlives the interpreter
+            executor.shutdown(timeout_sec=5.0)
+        if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return code
