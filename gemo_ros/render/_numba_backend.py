@@ -12,11 +12,11 @@ milliseconds instead of ~100 ms. Same conventions and rules as
 2. Lists (:func:`_prepare`): visible splats in depth order per camera (stable sort, lower
    id first on ties), then a counting sort onto ``TILE x TILE`` pixel tiles, which keeps
    every per-tile list in depth order without sorting the entries.
-3. Compositing (:func:`_render_tile`): per pixel, front to back over its tile's list in
-   batches gathered into a small local table: ``alpha = min(0.999, o exp(-sigma))``,
-   skipped when ``sigma < 0`` or ``alpha < 1/255``, stop before the Gaussian that would
-   bring the transmittance to ``<= 1e-4``; background times the remaining transmittance.
-   A tile leaves as soon as all its pixels have stopped.
+3. Compositing (:func:`_render_tile`): per tile, front to back over its list, each splat
+   visiting the not-yet-stopped pixels of its pixel box: ``alpha = min(0.999, o
+   exp(-sigma))``, skipped when ``sigma < 0`` or ``alpha < 1/255``, stop before the
+   Gaussian that would bring the transmittance to ``<= 1e-4``; background times the
+   remaining transmittance. A tile leaves as soon as all its pixels have stopped.
 
 No autograd: :func:`gemo_ros.render.rasterize` routes here only for CPU float32 tensors
 when no gradient is needed. SH colours are evaluated with the torch backend's
@@ -45,9 +45,8 @@ except Exception as exc:  # noqa: BLE001 - any import failure means "not availab
     numba = None
     _IMPORT_ERROR = f"numba is not importable ({exc!r})"
 
-#: Tile side (px) and list entries gathered per batch.
+#: Tile side (px).
 TILE = 8
-BATCH = 64
 
 _F = np.float32
 _HALF = _F(0.5)
@@ -186,7 +185,8 @@ if numba is not None:
         """Depth-order the visible splats and list them on every tile their box touches.
 
         ``colors [Cc, N, D]`` (``Cc`` = 1 or C). Returns ``table [M, 7]`` (x, y, conic a,
-        b, c, opacity, sigma above which alpha < 1/255 for sure) and ``cols [M, D]`` per
+        b, c, opacity, sigma above which alpha < 1/255 for sure), ``boxes [M, 4]`` (pixel
+        box) and ``cols [M, D]`` per
         splat in depth order, ``start [tiles + 1]`` and ``entries [E]`` (splat ranks,
         depth order inside each tile).
         """
@@ -209,16 +209,18 @@ if numba is not None:
             keys = np.empty(cnt, np.float32)
             for j in range(cnt):
                 keys[j] = depth[c, ids[j]]
-            srt = np.argsort(keys, kind="mergesort")  # stable: ties keep the lower id first
+            srt = _radix_argsort(keys)  # stable: ties keep the lower id first
             for j in range(cnt):
                 order[pos + j] = c * n + ids[srt[j]]
             pos += cnt
 
         n_ch = colors.shape[2]
         table = np.empty((n_vis, 7), np.float32)
+        boxes = np.empty((n_vis, 4), np.int32)
         cols = np.empty((n_vis, n_ch), np.float32)
         per_cam = tiles_w * tiles_h
         counts = np.zeros(n_cams * per_cam + 1, np.int64)
+        span = np.empty((n_vis, 4), np.int32)  # first tile column/row, tile columns/rows
         for r in range(n_vis):
             c, i = order[r] // n, order[r] % n
             table[r, 0] = m2d[c, i, 0]
@@ -228,28 +230,64 @@ if numba is not None:
             table[r, 4] = conic[c, i, 2]
             table[r, 5] = o_eff[c, i]
             table[r, 6] = np.float32(math.log(255.0 * o_eff[c, i]) + _SKIP_MARGIN)
+            for j in range(4):
+                boxes[r, j] = box[c, i, j]
             ci = c if colors.shape[0] > 1 else 0
             for d in range(n_ch):
                 cols[r, d] = colors[ci, i, d]
-            for ty in range(box[c, i, 1] // tile, box[c, i, 3] // tile + 1):
-                for tx in range(box[c, i, 0] // tile, box[c, i, 2] // tile + 1):
-                    counts[c * per_cam + ty * tiles_w + tx + 1] += 1
+            # Box corners are >= 0, so // is a plain division here.
+            tx0, ty0 = box[c, i, 0] // tile, box[c, i, 1] // tile
+            span[r, 0] = c * per_cam + ty0 * tiles_w + tx0
+            span[r, 1] = box[c, i, 2] // tile - tx0 + 1
+            span[r, 2] = box[c, i, 3] // tile - ty0 + 1
+            for ty in range(span[r, 2]):
+                for tx in range(span[r, 1]):
+                    counts[span[r, 0] + ty * tiles_w + tx + 1] += 1
         start = np.cumsum(counts)
         cursor = start[:-1].copy()
         entries = np.empty(start[-1], np.int32)
         for r in range(n_vis):  # in depth order, so every tile's list is depth-ordered
-            c, i = order[r] // n, order[r] % n
-            for ty in range(box[c, i, 1] // tile, box[c, i, 3] // tile + 1):
-                for tx in range(box[c, i, 0] // tile, box[c, i, 2] // tile + 1):
-                    t = c * per_cam + ty * tiles_w + tx
+            for ty in range(span[r, 2]):
+                for tx in range(span[r, 1]):
+                    t = span[r, 0] + ty * tiles_w + tx
                     entries[cursor[t]] = r
                     cursor[t] += 1
-        return table, cols, start, entries
+        return table, boxes, cols, start, entries
 
     @njit(cache=True, fastmath=False)
-    def _render_tile(t, tile, tiles_w, tiles_h, width, height, start, entries, table, cols,
-                     bg, rgb, alpha):
-        """Composite tile ``t`` front to back into ``rgb``/``alpha``; return the evaluations."""
+    def _radix_argsort(keys):
+        """Return the stable ascending order of positive float32 ``keys`` (LSD radix sort).
+
+        Positive IEEE floats order like their bit patterns, so three 11-bit counting passes
+        over the bits sort them stably in O(n).
+        """
+        n = keys.shape[0]
+        bits = keys.view(np.uint32)
+        idx = np.arange(n)
+        tmp = np.empty(n, np.int64)
+        for shift in (0, 11, 22):
+            counts = np.zeros(2049, np.int64)
+            for j in range(n):
+                counts[((bits[idx[j]] >> shift) & 2047) + 1] += 1
+            for d in range(2048):
+                counts[d + 1] += counts[d]
+            for j in range(n):
+                d = (bits[idx[j]] >> shift) & 2047
+                tmp[counts[d]] = idx[j]
+                counts[d] += 1
+            idx, tmp = tmp, idx
+        return idx
+
+    @njit(cache=True, fastmath=False)
+    def _render_tile(t, tile, tiles_w, tiles_h, width, height, start, entries, table, boxes,
+                     cols, bg, rgb, alpha):
+        """Composite tile ``t`` front to back into ``rgb``/``alpha``; return the evaluations.
+
+        Entry-major over the tile's depth-ordered list: each splat visits only the tile
+        pixels inside its pixel box (outside it alpha < 1/255) that have not stopped yet;
+        pixels are independent, so this equals gsplat's pixel-major loop. A sigma surely
+        past the 1/255 cut skips the exp; the tile leaves once all its pixels stopped.
+        """
         per_cam = tiles_w * tiles_h
         c = t // per_cam
         ty = (t % per_cam) // tiles_w
@@ -259,49 +297,43 @@ if numba is not None:
         n_pix = nx * ny
         n_ch = cols.shape[1]
         trans = np.ones(n_pix, np.float32)
+        live = np.ones(n_pix, np.bool_)
         acc = np.zeros((n_pix, n_ch), np.float32)
-        done = np.zeros(n_pix, np.bool_)
-        par = np.empty((BATCH, 7), np.float32)
-        col = np.empty((BATCH, n_ch), np.float32)
-        n_done = 0
+        n_live = n_pix
         n_evals = 0
-        b0, end = start[t], start[t + 1]
-        while b0 < end and n_done < n_pix:
-            nb = min(BATCH, end - b0)
-            for k in range(nb):
-                r = entries[b0 + k]
-                for j in range(7):
-                    par[k, j] = table[r, j]
-                for d in range(n_ch):
-                    col[k, d] = cols[r, d]
-            for p in range(n_pix):
-                if done[p]:
-                    continue
-                px = _F(x0 + p % nx) + _HALF
-                py = _F(y0 + p // nx) + _HALF
-                t_cur = trans[p]
-                n_evals += nb
-                for k in range(nb):
-                    dx = par[k, 0] - px
-                    dy = par[k, 1] - py
-                    sigma = _HALF * (par[k, 2] * dx * dx + par[k, 4] * dy * dy) \
-                        + par[k, 3] * dx * dy
-                    if sigma < _ZERO or sigma > par[k, 6]:
+        for j in range(start[t], start[t + 1]):
+            r = entries[j]
+            bx0, by0 = max(boxes[r, 0] - x0, 0), max(boxes[r, 1] - y0, 0)
+            bx1, by1 = min(boxes[r, 2] - x0, nx - 1), min(boxes[r, 3] - y0, ny - 1)
+            mx, my = table[r, 0], table[r, 1]
+            ca, cb, cc = table[r, 2], table[r, 3], table[r, 4]
+            o, lim = table[r, 5], table[r, 6]
+            for iy in range(by0, by1 + 1):
+                dy = my - (_F(y0 + iy) + _HALF)
+                for ix in range(bx0, bx1 + 1):
+                    p = iy * nx + ix
+                    if not live[p]:
                         continue
-                    a = min(_MAX_ALPHA, par[k, 5] * np.exp(-sigma))
+                    n_evals += 1
+                    dx = mx - (_F(x0 + ix) + _HALF)
+                    sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < _ZERO or sigma > lim:
+                        continue
+                    a = min(_MAX_ALPHA, o * np.exp(-sigma))
                     if a < _THRESH:
                         continue
+                    t_cur = trans[p]
                     t_next = t_cur * (_ONE - a)
                     if t_next <= _T_STOP:  # gsplat excludes the Gaussian that would stop it
-                        done[p] = True
-                        n_done += 1
-                        break
+                        live[p] = False
+                        n_live -= 1
+                        continue
                     vis = a * t_cur
                     for d in range(n_ch):
-                        acc[p, d] += col[k, d] * vis
-                    t_cur = t_next
-                trans[p] = t_cur
-            b0 += nb
+                        acc[p, d] += cols[r, d] * vis
+                    trans[p] = t_next
+            if n_live == 0:
+                break
         for p in range(n_pix):
             x, y = x0 + p % nx, y0 + p // nx
             for d in range(n_ch):
@@ -311,22 +343,22 @@ if numba is not None:
 
     @njit(cache=True, fastmath=False)
     def _composite_serial(tiles, tile, tiles_w, tiles_h, width, height, start, entries,
-                          table, cols, bg, rgb, alpha):
+                          table, boxes, cols, bg, rgb, alpha):
         """Composite the listed tiles one after the other; return the evaluations."""
         total = 0
         for j in range(tiles.shape[0]):
             total += _render_tile(tiles[j], tile, tiles_w, tiles_h, width, height, start,
-                                  entries, table, cols, bg, rgb, alpha)
+                                  entries, table, boxes, cols, bg, rgb, alpha)
         return total
 
     @njit(cache=True, fastmath=False, parallel=True)
     def _composite_parallel(tiles, tile, tiles_w, tiles_h, width, height, start, entries,
-                            table, cols, bg, rgb, alpha):
+                            table, boxes, cols, bg, rgb, alpha):
         """Composite the listed tiles on numba's threads (tiles write disjoint pixels)."""
         evals = np.zeros(tiles.shape[0], np.int64)
         for j in prange(tiles.shape[0]):
             evals[j] = _render_tile(tiles[j], tile, tiles_w, tiles_h, width, height, start,
-                                    entries, table, cols, bg, rgb, alpha)
+                                    entries, table, boxes, cols, bg, rgb, alpha)
         return evals.sum()
 
 
@@ -391,8 +423,8 @@ def rasterize_numba(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
              _F(far_plane), bool(antialiased), m2d, depth, conic, o_eff, radii, box)
     t1 = clock()
     tiles_w, tiles_h = -(-width // TILE), -(-height // TILE)
-    table, cols, start, entries = _prepare(depth, box, m2d, conic, o_eff, col_np, TILE,
-                                           tiles_w, tiles_h)
+    table, boxes, cols, start, entries = _prepare(depth, box, m2d, conic, o_eff, col_np,
+                                                  TILE, tiles_w, tiles_h)
     t2 = clock()
     bg = (np.zeros((n_cams, n_ch), np.float32) if backgrounds is None
           else _as_f32(backgrounds).reshape(n_cams, n_ch))
@@ -406,10 +438,10 @@ def rasterize_numba(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
         with _PARALLEL_LOCK:
             numba.set_num_threads(n_threads)
             n_evals = _composite_parallel(tiles, TILE, tiles_w, tiles_h, width, height, start,
-                                          entries, table, cols, bg, rgb, alpha)
+                                          entries, table, boxes, cols, bg, rgb, alpha)
     else:
         n_evals = _composite_serial(tiles, TILE, tiles_w, tiles_h, width, height, start,
-                                    entries, table, cols, bg, rgb, alpha)
+                                    entries, table, boxes, cols, bg, rgb, alpha)
     t3 = clock()
     if timings is not None:
         for key, a, b in (("project", t0, t1), ("tile lists", t1, t2), ("composite", t2, t3)):
