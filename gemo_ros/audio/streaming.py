@@ -224,7 +224,9 @@ class StreamingA2E:
         x = times * self.fps
         k0 = np.floor(x).astype(np.int64)
         a = (x - k0).astype(np.float32)[:, None]
-        uniq, inv = np.unique(np.concatenate([k0, k0 + 1]), return_inverse=True)
+        # The next frame only matters off the frame grid (it may not be final yet).
+        k1 = np.where(a[:, 0] > 0, k0 + 1, k0)
+        uniq, inv = np.unique(np.concatenate([k0, k1]), return_inverse=True)
         feats = self.frame_features(uniq)
         with torch.no_grad():
             f = torch.from_numpy(feats).to(self._device)[None]
