@@ -201,3 +201,23 @@ def test_shipped_model_opens_the_jaw_on_speech_and_smiles_when_happy(
     assert float(jaw.max()) > 0.2 and float(np.percentile(jaw, 10)) < 0.05
     smile = ARKIT_INDEX["mouthSmileLeft"]
     assert float(happy[:, smile].mean()) > float(neutral[:, smile].mean()) + 0.3
+
+
+def test_pretrained_transformers_checkpoint_on_disk_is_the_encoder(tmp_path) -> None:
+    import transformers
+
+    cfg = dict(tiny_encoder_config())
+    model_type = cfg.pop("model_type")
+    hf = transformers.AutoModel.from_config(transformers.AutoConfig.for_model(model_type,
+                                                                             **cfg))
+    hf.save_pretrained(str(tmp_path))
+    model = AudioToExpression(A2EConfig(encoder_path=str(tmp_path), decoder_hidden=16,
+                                        emotion_dim=4)).eval()
+    torch.testing.assert_close(model.encoder.feature_projection.projection.weight,
+                               hf.feature_projection.projection.weight)
+    path = os.path.join(tmp_path, "a2e.safetensors")
+    model.save(path)                      # the file carries the architecture, not the path
+    again = load_a2e(path)
+    wave = 0.1 * torch.randn(1, 8000)
+    with torch.no_grad():
+        torch.testing.assert_close(again.encode(wave), model.encode(wave))
