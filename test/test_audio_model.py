@@ -208,8 +208,8 @@ def test_pretrained_transformers_checkpoint_on_disk_is_the_encoder(tmp_path) -> 
 
     cfg = dict(tiny_encoder_config())
     model_type = cfg.pop("model_type")
-    hf = transformers.AutoModel.from_config(transformers.AutoConfig.for_model(model_type,
-                                                                             **cfg))
+    config = transformers.AutoConfig.for_model(model_type, **cfg)
+    hf = transformers.AutoModel.from_config(config)
     hf.save_pretrained(str(tmp_path))
     model = AudioToExpression(A2EConfig(encoder_path=str(tmp_path), decoder_hidden=16,
                                         emotion_dim=4)).eval()
