@@ -587,7 +587,7 @@ class PipelineHead:
                                 device=self.device)
         self._settings_cls = RenderSettings
         self.lookahead_s = config.lookahead_s
-        backend = "gsplat" if self.device.startswith("cuda") else "torch"
+        backend = _render_backend(self.device)
         self.backend = backend
         n = int(self.head.canonical.shape[0])
         self.stages = {
@@ -658,6 +658,18 @@ class PipelineHead:
         timings.update({k: float(v) for k, v in frame.timings_ms.items()})
         timings["to_uint8"] = (t3 - t2) * 1e3
         return rgb, psi_e, timings
+
+
+def _render_backend(device: str) -> str:
+    """Name the rasterizer ``backend="auto"`` picks for ``device`` (for the start-up log)."""
+    import torch
+
+    try:
+        from gemo_ros.render import _choose_backend
+
+        return _choose_backend("auto", torch.device(device))
+    except Exception:  # noqa: BLE001 - only a label; the renderer decides when it runs
+        return "gsplat" if str(device).startswith("cuda") else "torch"
 
 
 def load_head(config: EngineConfig) -> Any:

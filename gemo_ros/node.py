@@ -56,7 +56,7 @@ def _p(default: Any, description: str, lo: Optional[float] = None, hi: Optional[
 #: Every parameter of the node: name -> default, description, range, read-only.
 #: config/avatar.yaml lists the same names (a test keeps them in step).
 PARAMETERS: Dict[str, Dict[str, Any]] = {
-    "device": _p("auto", "compute device: auto (CUDA+gsplat when present, else CPU+torch), "
+    "device": _p("auto", "compute device: auto (CUDA+gsplat when present, else CPU), "
                  "cpu, cuda, cuda:N", read_only=True),
     "avatar": _p("default", "Gaussian avatar: 'default' or a path", read_only=True),
     "a2e_model": _p("default", "audio-to-expression model: 'default' or a path",
