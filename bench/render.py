@@ -5,6 +5,11 @@ Usage::
     python bench/render.py                 # all scenes on every available backend
     python bench/render.py --quick         # fewer repeats
     python bench/render.py --profile       # also print the torch backend's stage breakdown
+    python bench/render.py --backends numba --threads 1 2 --compile-time   # numba only
+
+Backends: ``torch`` (CPU, and CUDA where present), ``numba`` (CPU, compiled, inference only;
+where numba imports) and ``gsplat`` (CUDA only). ``--threads`` takes several values to
+compare CPU thread counts (torch's intra-op threads; the numba backend follows them).
 
 Scenes: ``random-{10k,50k,100k}`` (uniform in a 0.18 x 0.24 x 0.2 m box, scales 0.5-4.5 mm,
 random opacities) at 256x256 and 512x512, and ``face-30k``: Gaussians on a head-sized
@@ -145,6 +150,45 @@ def time_render(scene: Scene, size: int, backend: str, device: torch.device, rep
             "pairs": float(info.get("n_pairs", float("nan")))}
 
 
+def compile_time() -> Dict[str, float]:
+    """Return seconds to make the numba kernels ready in a fresh process: cold, then cached.
+
+    Runs ``warm_up()`` twice in subprocesses sharing an empty ``NUMBA_CACHE_DIR``: the first
+    compiles (what a robot's very first start pays), the second loads numba's disk cache.
+    """
+    import subprocess
+    import tempfile
+
+    code = ("import time, torch; torch.set_num_threads(2); t = time.perf_counter(); "
+            "from gemo_ros.render import _numba_backend as nb; nb.warm_up(); "
+            "print(time.perf_counter() - t)")
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=root)
+        for key in ("cold", "cached"):
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                 text=True, check=True)
+            out[key] = float(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+def profile_numba(scene: Scene, size: int, repeats: int = 5) -> List[Tuple[str, float]]:
+    """Return the numba backend's median CPU time per stage (ms) for ``scene``."""
+    from gemo_ros.render import _numba_backend
+
+    viewmat, K = orbit_camera(0.0, 0.0, 0.65, 25.0, size, size)
+    stages: Dict[str, List[float]] = {}
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            timings: Dict[str, float] = {}
+            _numba_backend.rasterize_numba(*scene, viewmat[None], K[None], size, size,
+                                           timings=timings)
+            for key, value in timings.items():
+                stages.setdefault(key, []).append(value)
+    return [(key, sorted(v[1:])[len(v[1:]) // 2]) for key, v in stages.items()]
+
+
 def profile_torch(scene: Scene, size: int, repeats: int = 5) -> List[Tuple[str, float]]:
     """Return the torch backend's median time per stage (ms) for ``scene``."""
     from gemo_ros.render import _torch_backend
@@ -166,18 +210,35 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
     parser.add_argument("--profile", action="store_true", help="print the stage breakdown")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2],
+                        help="CPU thread counts to compare (torch's; numba follows them)")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="only these backends (torch, numba, gsplat)")
+    parser.add_argument("--compile-time", action="store_true",
+                        help="also time the numba kernels' cold compile and cache load")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--no-avatar", action="store_true", help="skip the avatar scenes")
     parser.add_argument("--scenes", nargs="*", default=None,
                         help="only these scene names (e.g. face-30k random-50k)")
     parser.add_argument("--counts", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else 7
     backends = [("torch", torch.device("cpu"))]
+    from gemo_ros.render._numba_backend import numba_available, warm_up
+    if numba_available()[0]:
+        backends.append(("numba", torch.device("cpu")))
+        torch.set_num_threads(max(args.threads))
+        warm_up()  # compile / load the kernels before timing
+    else:
+        print(f"(numba backend unavailable: {numba_available()[1]})")
     if torch.cuda.is_available():
         backends += [("gsplat", torch.device("cuda")), ("torch", torch.device("cuda"))]
+    if args.backends:
+        backends = [b for b in backends if b[0] in args.backends]
+    if args.compile_time and numba_available()[0]:
+        secs = compile_time()
+        print(f"numba kernels ready in a fresh process: {secs['cold']:.1f} s cold (compile), "
+              f"{secs['cached']:.1f} s from the disk cache")
     scenes = [("face-30k", face_scene(30_000))]
     if not args.no_avatar:
         try:
@@ -188,20 +249,30 @@ def main(argv=None) -> int:
     if args.scenes:
         scenes = [sc for sc in scenes if sc[0] in args.scenes]
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-          f"torch {torch.__version__}, {args.threads} CPU threads, "
+          f"torch {torch.__version__}, CPU threads {args.threads}, "
           f"cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
-    print("| scene | size | backend | device | wall ms/frame (median) | min | CPU ms (median) "
-          "| evaluations | peak extra MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| scene | size | backend | device | threads | wall ms/frame (median) | min "
+          "| CPU ms (median) | evaluations | peak extra MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, scene in scenes:
         for size in args.sizes:
             for backend, device in backends:
-                res = time_render(scene, size, backend, device, repeats)
-                pairs = "" if math.isnan(res["pairs"]) else f"{res['pairs'] / 1e6:.2f} M"
-                print(f"| {name} | {size} | {backend} | {device.type} | {res['ms']:.1f} | "
-                      f"{res['ms_min']:.1f} | {res['cpu_ms']:.1f} | {pairs} | "
-                      f"{res['peak_mb']:.0f} |", flush=True)
-    if args.profile:
+                for threads in args.threads:
+                    torch.set_num_threads(threads)
+                    res = time_render(scene, size, backend, device, repeats)
+                    pairs = "" if math.isnan(res["pairs"]) else f"{res['pairs'] / 1e6:.2f} M"
+                    print(f"| {name} | {size} | {backend} | {device.type} | {threads} | "
+                          f"{res['ms']:.1f} | {res['ms_min']:.1f} | {res['cpu_ms']:.1f} | "
+                          f"{pairs} | {res['peak_mb']:.0f} |", flush=True)
+    if args.profile and any(b[0] == "numba" for b in backends):
+        torch.set_num_threads(1)
+        for name, scene in scenes[:3]:
+            for size in args.sizes:
+                print(f"\nstage breakdown (CPU ms, median), numba, 1 thread, {name}, "
+                      f"{size}x{size}:")
+                for key, ms in profile_numba(scene, size, repeats):
+                    print(f"  {key:>12s}: {ms:7.2f} ms")
+    if args.profile and any(b[0] == "torch" for b in backends):
         for name, scene in scenes[:3]:
             for size in args.sizes:
                 print(f"\nstage breakdown (CPU ms, median), torch CPU, {name}, {size}x{size}:")
