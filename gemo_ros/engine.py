@@ -589,6 +589,9 @@ class PipelineHead:
         self.lookahead_s = config.lookahead_s
         backend = _render_backend(self.device)
         self.backend = backend
+        from gemo_ros.render import warm_up
+
+        warm_up(backend)
         n = int(self.head.canonical.shape[0])
         self.stages = {
             "a2e": ("trained model, lookahead %.0f ms" % (1e3 * self._lookahead())

@@ -212,3 +212,12 @@ def test_forced_numba_rejects_inputs_that_need_grad():
     with pytest.raises(ValueError, match="requires grad"):
         rasterize(means, quats, scales, opac, colors, viewmat, K, 16, 16, backend="numba")
     assert "numba" in render.BACKENDS
+
+
+def test_public_warm_up_readies_the_numba_kernels_before_the_first_frame() -> None:
+    from gemo_ros.render import _numba_backend, warm_up
+
+    _numba_backend._READY.discard("serial")
+    warm_up("numba")
+    assert "serial" in _numba_backend._READY
+    warm_up("torch")  # nothing to compile: a no-op, not an error

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from gemo_ros.render.camera import camera_position, intrinsics, look_at, orbit_camera
 
-__all__ = ["rasterize", "orbit_camera", "look_at", "intrinsics", "camera_position",
+__all__ = ["rasterize", "warm_up", "orbit_camera", "look_at", "intrinsics", "camera_position",
            "BACKENDS"]
 
 LOG = logging.getLogger(__name__)
@@ -76,6 +76,18 @@ def _choose_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
     _log_once(("auto", "torch", device.type, reason),
               f"render backend: torch (tensors on {device.type}; numba skipped: {reason})")
     return "torch"
+
+
+def warm_up(backend: str) -> None:
+    """Compile or load a backend's kernels now, so the first real frame is not slow.
+
+    Only the numba CPU backend compiles lazily (seconds once per machine, then a disk cache);
+    for the other backends this does nothing.
+    """
+    if backend == "numba":
+        from gemo_ros.render._numba_backend import warm_up as warm_numba
+
+        warm_numba()
 
 
 def _check(name: str, tensor: Tensor, shape: Tuple, ndim: Optional[int] = None) -> None:
