@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--residual", default="default", help="residual weights to evaluate")
     parser.add_argument("--data", default=None,
                         help="Stage 2 dataset folder (its test split); default: synthetic")
-    parser.add_argument("--size", type=int, default=112, help="image size of synthetic frames")
+    parser.add_argument("--size", type=int, default=80, help="image size of synthetic frames")
     parser.add_argument("--test-clips", type=int, default=1,
                         help="held-out espeak clips besides the demo clip")
     parser.add_argument("--frames", type=int, default=3, help="frames per (clip, emotion, level)")
@@ -51,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="seconds into the demo speech shown on the sheet")
     parser.add_argument("--sheet-only", action="store_true",
                         help="only write the contact sheet (no metrics)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
 

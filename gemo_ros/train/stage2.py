@@ -43,17 +43,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-dataset", default=None,
                         help="also write the synthetic frames in the on-disk format here")
     parser.add_argument("--out", default="runs/stage2", help="output folder")
-    parser.add_argument("--size", type=int, default=112, help="training image size (px)")
-    parser.add_argument("--train-clips", type=int, default=8, help="synthetic speech clips")
+    parser.add_argument("--size", type=int, default=80, help="training image size (px)")
+    parser.add_argument("--train-clips", type=int, default=6, help="synthetic speech clips")
     parser.add_argument("--test-clips", type=int, default=1,
                         help="held-out espeak clips (plus the bundled demo clip)")
     parser.add_argument("--intensities", type=int, default=3,
                         help="random intensities per (clip, emotion)")
-    parser.add_argument("--frames", type=int, default=4,
+    parser.add_argument("--frames", type=int, default=3,
                         help="frames per (clip, emotion, intensity)")
-    parser.add_argument("--steps", type=int, default=600, help="optimiser steps")
-    parser.add_argument("--batch", type=int, default=4, help="frames per step")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--steps", type=int, default=900, help="optimiser steps")
+    parser.add_argument("--batch", type=int, default=2, help="frames per step")
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--reg", type=float, default=1e-3, help="offset L2 weight")
     parser.add_argument("--clusters", type=int, default=1024, help="residual clusters")
     parser.add_argument("--dim", type=int, default=64, help="residual width")
@@ -61,9 +61,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=float, default=0.0,
                         help="stop after this many minutes of training (0 = steps only)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
-    parser.add_argument("--preview-every", type=int, default=100)
+    parser.add_argument("--preview-every", type=int, default=150)
     parser.add_argument("--resume", action="store_true", help="resume from OUT/last.pt")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
