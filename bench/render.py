@@ -78,8 +78,8 @@ def avatar_scene(max_gaussians: int = 0) -> Scene:
 
     avatar = build_default_avatar()
     if max_gaussians > 0:
-        from gemo_ros.engine import subsample_avatar
-        avatar = subsample_avatar(avatar, max_gaussians)
+        from gemo_ros.avatar import level_of_detail
+        avatar = level_of_detail(avatar, max_gaussians)
     with torch.no_grad():
         g = avatar(torch.zeros(1, 52))
     return (g.means[0], g.quats[0], g.scales[0], g.opacities[0].reshape(-1), g.colors[0])

@@ -25,7 +25,7 @@ def canonical_points(n: int) -> torch.Tensor:
     """Canonical means of the default avatar (subsampled to n), or random head-sized points."""
     try:
         from gemo_ros.avatar import load_avatar
-        from gemo_ros.train.stage2_data import level_of_detail
+        from gemo_ros.avatar import level_of_detail
 
         avatar = level_of_detail(load_avatar("default"), n)
         return avatar.canonical_means()

@@ -487,39 +487,9 @@ class FallbackHead:
         return rgb, coeffs, {"audio_model": (t1 - t0) * 1e3, "render": (t2 - t1) * 1e3}
 
 
-def subsample_avatar(avatar: Any, max_gaussians: int, seed: int = 0) -> Any:
-    """Return a level-of-detail copy of a ``GaussianAvatar`` with at most ``max_gaussians``.
-
-    A fixed random subset (seeded) keeps its bindings, parameters and blendshape deltas;
-    every kept Gaussian grows by ``sqrt(N / M)`` per axis (``+0.5 log(N / M)`` on the log
-    scale) so the thinner surface stays covered. Used on CPUs, where render time grows with
-    the Gaussian count. ``max_gaussians <= 0`` or a smaller avatar returns it unchanged.
-    """
-    import torch
-
-    n = int(avatar.num_gaussians)
-    if max_gaussians <= 0 or n <= max_gaussians:
-        return avatar
-    from gemo_ros.avatar.model import GaussianAvatar
-
-    gen = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(n, generator=gen)[: int(max_gaussians)].sort().values
-    idx = idx.to(avatar.binding_faces.device)
-    params = {k: v.detach()[idx].clone() for k, v in avatar.params.items()}
-    params["scale"] = params["scale"] + 0.5 * math.log(n / float(max_gaussians))
-    remap = torch.full((n,), -1, dtype=torch.long, device=idx.device)
-    remap[idx] = torch.arange(idx.numel(), device=idx.device)
-    mapped = remap[avatar.delta_index]
-    keep = mapped >= 0
-    meta = dict(getattr(avatar, "metadata", {}) or {})
-    meta["level_of_detail"] = f"{idx.numel()} of {n} Gaussians"
-    return GaussianAvatar(avatar.face, avatar.binding_faces[idx], avatar.binding_bary[idx],
-                          params, avatar.deltas.detach()[:, keep], mapped[keep], meta)
-
-
 def load_stage_avatar(name: str, max_gaussians: int, device: str) -> Any:
     """Load the avatar by name or path and apply the level of detail for ``device``."""
-    from gemo_ros.avatar import load_avatar
+    from gemo_ros.avatar import level_of_detail, load_avatar
 
     avatar = load_avatar(name)
     if max_gaussians < 0:  # auto: the full avatar on a GPU, CPU_MAX_GAUSSIANS on a CPU
@@ -527,7 +497,7 @@ def load_stage_avatar(name: str, max_gaussians: int, device: str) -> Any:
     if 0 < max_gaussians < avatar.num_gaussians:
         LOG.info("level of detail: %d of the avatar's %d Gaussians on %s (max_gaussians)",
                  max_gaussians, avatar.num_gaussians, device)
-        avatar = subsample_avatar(avatar, max_gaussians)
+        avatar = level_of_detail(avatar, max_gaussians)
     return avatar
 
 

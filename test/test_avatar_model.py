@@ -224,3 +224,27 @@ def test_bad_inputs_raise_clear_errors(avatar):
     p = {k: v.detach() for k, v in avatar.params.items()}
     with pytest.raises(ValueError, match="binding_faces index outside"):
         GaussianAvatar(avatar.face, avatar.binding_faces + 10 ** 7, avatar.binding_bary, p)
+
+
+def test_level_of_detail_keeps_a_subset_its_blendshapes_and_grows_scales() -> None:
+    from gemo_ros import face as face_mod
+    from gemo_ros.avatar import level_of_detail, model
+
+    face = face_mod.load_face_model("default")
+    n = 400
+    rng = torch.Generator().manual_seed(0)
+    faces = torch.randint(0, len(face.faces), (n,), generator=rng)
+    bary = torch.full((n, 3), 1.0 / 3.0)
+    params = {k: torch.randn(n, d, generator=rng) * 0.01
+              for k, d in model.ATTRIBUTE_DIMS.items()}
+    deltas = torch.randn(face.num_expressions, 50, sum(model.ATTRIBUTE_DIMS.values()))
+    av = model.GaussianAvatar(face, faces, bary, params, deltas, torch.arange(0, 100, 2))
+    small = level_of_detail(av, 100)
+    assert small.num_gaussians == 100
+    assert 0 < small.delta_index.numel() < 50
+    expr = torch.zeros(1, face.num_expressions)
+    with torch.no_grad():
+        big_scale = av(expr).scales.mean()
+        small_scale = small(expr).scales.mean()
+    assert float(small_scale / big_scale) == pytest.approx(2.0, rel=0.3)   # sqrt(400 / 100)
+    assert level_of_detail(av, 0) is av

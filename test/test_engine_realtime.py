@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gemo_ros.behaviour import IdleConfig
-from gemo_ros.engine import Engine, EngineConfig, FallbackHead, LoudnessStream, subsample_avatar
+from gemo_ros.engine import Engine, EngineConfig, FallbackHead, LoudnessStream
 
 RATE = 16000
 
@@ -171,30 +171,6 @@ def test_runtime_reconfigure_changes_background_and_rejects_bad_values():
         eng.reconfigure(no_such_setting=1)
     eng.reconfigure(idle={"enabled": False})
     assert eng.frame(clock.t + 3.0)[1]["blink"] == 0.0
-
-
-def test_subsample_avatar_keeps_blendshapes_and_grows_scales():
-    torch = pytest.importorskip("torch")
-    model = pytest.importorskip("gemo_ros.avatar.model")
-    face_mod = pytest.importorskip("gemo_ros.face")
-    face = face_mod.load_face_model("default")
-    n = 400
-    rng = torch.Generator().manual_seed(0)
-    faces = torch.randint(0, len(face.faces), (n,), generator=rng)
-    bary = torch.full((n, 3), 1.0 / 3.0)
-    params = {k: torch.randn(n, d, generator=rng) * 0.01
-              for k, d in model.ATTRIBUTE_DIMS.items()}
-    deltas = torch.randn(face.num_expressions, 50, sum(model.ATTRIBUTE_DIMS.values()))
-    av = model.GaussianAvatar(face, faces, bary, params, deltas, torch.arange(0, 100, 2))
-    small = subsample_avatar(av, 100)
-    assert small.num_gaussians == 100
-    assert 0 < small.delta_index.numel() < 50
-    expr = torch.zeros(1, face.num_expressions)
-    with torch.no_grad():
-        big_scale = av(expr).scales.mean()
-        small_scale = small(expr).scales.mean()
-    assert float(small_scale / big_scale) == pytest.approx(2.0, rel=0.3)   # sqrt(400 / 100)
-    assert subsample_avatar(av, 0) is av
 
 
 def test_full_chain_renders_when_the_default_assets_are_installed():

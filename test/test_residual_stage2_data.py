@@ -9,7 +9,7 @@ import torch
 from gemo_ros.emotions import EMOTIONS, emotion_index
 from gemo_ros.pipeline import RenderSettings, TalkingHead
 from gemo_ros.train.stage2_data import (Clip, DatasetError, EmotionTeacher, Stage2Frames,
-                                        SyntheticSpec, generate_synthetic, level_of_detail,
+                                        SyntheticSpec, generate_synthetic,
                                         load_stage2_dataset, write_stage2_dataset)
 
 
@@ -150,14 +150,3 @@ def test_dataset_accepts_mead_levels_and_names_bad_fields(head, frames, tmp_path
 def test_missing_manifest_is_reported(head, tmp_path):
     with pytest.raises(DatasetError, match="stage2.json"):
         load_stage2_dataset(str(tmp_path), head)
-
-
-def test_level_of_detail_keeps_a_subset_with_larger_gaussians(avatar):
-    small = level_of_detail(avatar, 500)
-    for param in small.parameters():
-        param.requires_grad_(False)
-    assert small.num_gaussians == 500
-    g_small = small(torch.zeros(1, 52))
-    g_full = avatar(torch.zeros(1, 52))
-    assert float(g_small.scales.mean()) > float(g_full.scales.mean())
-    assert level_of_detail(avatar, 0) is avatar

@@ -17,6 +17,7 @@ key          d   meaning (raw -> posed)
 Blending happens in this raw space; the emotion residual's ``offsets`` are added there too.
 """
 
+import math
 from dataclasses import dataclass, fields
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -280,3 +281,30 @@ def sparse_deltas_to_dense(shapes: Mapping[str, Tuple[torch.Tensor, torch.Tensor
 
 
 __all__ = ["GaussianAvatar", "Gaussians", "ATTRIBUTE_DIMS", "sparse_deltas_to_dense"]
+
+
+def level_of_detail(avatar: GaussianAvatar, max_gaussians: int, seed: int = 0) -> GaussianAvatar:
+    """Return a level-of-detail copy of ``avatar`` with at most ``max_gaussians`` Gaussians.
+
+    A fixed random subset (seeded) keeps its bindings, parameters and blendshape deltas;
+    every kept Gaussian grows by ``sqrt(N / M)`` per axis (``+0.5 log(N / M)`` on the log
+    scale) so the thinner surface stays covered. This is the CPU runtime's level of detail
+    (render time grows with the Gaussian count); the residual's weights do not depend on the
+    count. ``max_gaussians <= 0`` or a smaller avatar returns ``avatar`` itself.
+    """
+    n = int(avatar.num_gaussians)
+    if max_gaussians <= 0 or n <= max_gaussians:
+        return avatar
+    gen = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(n, generator=gen)[: int(max_gaussians)].sort().values
+    idx = idx.to(avatar.binding_faces.device)
+    params = {k: v.detach()[idx].clone() for k, v in avatar.params.items()}
+    params["scale"] = params["scale"] + 0.5 * math.log(n / float(max_gaussians))
+    remap = torch.full((n,), -1, dtype=torch.long, device=idx.device)
+    remap[idx] = torch.arange(idx.numel(), device=idx.device)
+    mapped = remap[avatar.delta_index]
+    keep = mapped >= 0
+    meta = dict(getattr(avatar, "metadata", {}) or {})
+    meta["level_of_detail"] = f"{idx.numel()} of {n} Gaussians"
+    return type(avatar)(avatar.face, avatar.binding_faces[idx], avatar.binding_bary[idx],
+                        params, avatar.deltas.detach()[:, keep], mapped[keep], meta)

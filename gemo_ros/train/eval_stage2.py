@@ -62,7 +62,7 @@ def load_head(avatar: str, a2e: Optional[str], residual: str, device: str = "cpu
     from gemo_ros.avatar import load_avatar
     from gemo_ros.avatar.residual import load_residual
     from gemo_ros.pipeline import TalkingHead
-    from gemo_ros.train.stage2_data import level_of_detail
+    from gemo_ros.avatar import level_of_detail
 
     model = None
     if a2e not in (None, "none"):

@@ -77,7 +77,7 @@ def build_head(avatar: str, a2e: Optional[str], device: str, window: int, featur
     from gemo_ros.avatar import load_avatar
     from gemo_ros.avatar.residual import EmotionResidual, ResidualConfig
     from gemo_ros.pipeline import TalkingHead
-    from gemo_ros.train.stage2_data import level_of_detail
+    from gemo_ros.avatar import level_of_detail
 
     av = level_of_detail(load_avatar(avatar), max_gaussians)
     model = None

@@ -210,33 +210,6 @@ class EmotionTeacher:
         return replace(gaussians, means=means, colors=col.clamp(0.0, 1.0))
 
 
-def level_of_detail(avatar: Any, max_gaussians: int, seed: int = 0) -> Any:
-    """Return a copy of a ``GaussianAvatar`` keeping a seeded random subset of Gaussians.
-
-    Kept Gaussians grow by ``sqrt(N / M)`` per axis (``+0.5 log(N / M)`` on the log scale)
-    so the thinner surface stays covered; bindings, parameters and blendshape deltas of the
-    kept Gaussians are unchanged. This is the CPU runtime's level of detail; the residual's
-    weights do not depend on the Gaussian count, so weights trained on it serve the full
-    avatar too. ``max_gaussians <= 0`` (or a smaller avatar) returns ``avatar`` itself.
-    """
-    n = int(avatar.num_gaussians)
-    if max_gaussians <= 0 or n <= max_gaussians:
-        return avatar
-    gen = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(n, generator=gen)[: int(max_gaussians)].sort().values
-    idx = idx.to(avatar.binding_faces.device)
-    params = {k: v.detach()[idx].clone() for k, v in avatar.params.items()}
-    params["scale"] = params["scale"] + 0.5 * math.log(n / float(max_gaussians))
-    remap = torch.full((n,), -1, dtype=torch.long, device=idx.device)
-    remap[idx] = torch.arange(idx.numel(), device=idx.device)
-    mapped = remap[avatar.delta_index]
-    keep = mapped >= 0
-    meta = dict(getattr(avatar, "metadata", {}) or {})
-    meta["level_of_detail"] = f"{idx.numel()} of {n} Gaussians"
-    return type(avatar)(avatar.face, avatar.binding_faces[idx], avatar.binding_bary[idx],
-                        params, avatar.deltas.detach()[:, keep], mapped[keep], meta)
-
-
 # ----------------------------------------------------------------------------- frames
 @dataclass
 class Stage2Frames:
