@@ -22,3 +22,30 @@ def ros_domain(ros_env: dict, monkeypatch: pytest.MonkeyPatch) -> dict:
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
         monkeypatch.setenv(key, ros_env[key])
     return ros_env
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's small models on one thread: far faster on a busy CPU (no OpenMP spinning)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def tiny(one_torch_thread):
+    """Return a tiny, randomly initialised audio-to-expression model (emotion branch visible)."""
+    import torch
+
+    from gemo_ros.audio import A2EConfig, AudioToExpression
+    from gemo_ros.audio.model import tiny_encoder_config
+
+    torch.manual_seed(0)
+    cfg = A2EConfig(encoder=tiny_encoder_config(), decoder_hidden=32, emotion_dim=8)
+    model = AudioToExpression(cfg).eval()
+    with torch.no_grad():  # make the emotion branch visible in the outputs
+        model.emo_out[-1].weight.mul_(20.0)
+    return model

@@ -11,24 +11,7 @@ from gemo_ros.audio.model import tiny_encoder_config
 from gemo_ros.emotions import EMOTIONS
 from gemo_ros.face.arkit import ARKIT_INDEX
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models on a busy CPU run far faster on one thread (no OpenMP spinning)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> AudioToExpression:
-    torch.manual_seed(0)
-    cfg = A2EConfig(encoder=tiny_encoder_config(), decoder_hidden=32, emotion_dim=8)
-    model = AudioToExpression(cfg).eval()
-    with torch.no_grad():
-        model.emo_out[-1].weight.mul_(20.0)
-    return model
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,27 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from gemo_ros.audio import A2EConfig, AudioToExpression, StreamingA2E, resample
-from gemo_ros.audio.model import tiny_encoder_config
+from gemo_ros.audio import AudioToExpression, StreamingA2E, resample
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models on a busy CPU run far faster on one thread (no OpenMP spinning)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> AudioToExpression:
-    torch.manual_seed(0)
-    cfg = A2EConfig(encoder=tiny_encoder_config(), decoder_hidden=32, emotion_dim=8)
-    model = AudioToExpression(cfg).eval()
-    with torch.no_grad():  # make the emotion branch visible in the outputs
-        model.emo_out[-1].weight.mul_(20.0)
-    return model
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _speechy(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
