@@ -41,3 +41,15 @@ def test_interface_definitions_match_the_released_audio_common_msgs() -> None:
     assert fields == [["uint8", "channels"], ["uint32", "sample_rate"],
                       ["string", "sample_format"], ["uint32", "bitrate"],
                       ["string", "coding_format"]]
+
+
+def test_nothing_below_the_node_imports_rclpy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, gemo_ros.engine, gemo_ros.pipeline, gemo_ros.ros_io, gemo_ros.cli, "
+            "gemo_ros.commands.render, gemo_ros.train.stage2; "
+            "print('rclpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
