@@ -14,13 +14,7 @@ from gemo_ros.cli import main
 from gemo_ros.face.arkit import ARKIT_NAMES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models on a busy CPU run far faster on one thread (no OpenMP spinning)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()

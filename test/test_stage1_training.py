@@ -13,13 +13,7 @@ from gemo_ros.train.stage1_data import SyntheticConfig, generate_synthetic
 SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Use one CPU thread: on a shared, busy machine two threads spin-wait far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
