@@ -299,11 +299,46 @@ class TalkingHead:
         if ids is not None and local is not None:
             # Pose only the vertices under bound triangles (a level-of-detail avatar needs
             # a fraction of the mesh); same values as the full path below.
-            verts = self.face_model.pose(expr, None, vertex_ids=ids)
-            tri = (verts[:b] - verts[b:])[:, local]  # [B, N, 3, 3]
+            moving = self._moving_vertices(ids)
+            if moving is None:
+                verts = self.face_model.pose(expr, None, vertex_ids=ids)
+                diff = verts[:b] - verts[b:]
+            else:
+                # Of those, only the ones an expression can move: the rest are exactly zero.
+                pos, moving_ids = moving
+                verts = self.face_model.pose(expr, None, vertex_ids=moving_ids)
+                diff = verts.new_zeros(b, ids.shape[0], 3)
+                diff[:, pos] = verts[:b] - verts[b:]
+            tri = diff[:, local]  # [B, N, 3, 3]
             return torch.einsum("nk,bnkc->bnc", self.avatar.binding_bary.to(tri), tri)
         verts = self.face_model.pose(expr, None)
         return self.avatar.interpolate_at_gaussians(verts[:b] - verts[b:])
+
+    def _moving_vertices(self, ids: torch.Tensor
+                         ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """Vertices of ``ids [V']`` an expression can move without a neck rotation.
+
+        With the built-in :class:`FaceModel` rigging, no neck rotation leaves the neck joint
+        at identity, so a vertex outside the expression basis and skinned only to the neck
+        stays at the template for every ``psi``: its displacement is exactly zero. Returns
+        ``(positions in ids [V''], their vertex ids [V''])``, or None (pose them all) for
+        other face models. Cached per ``ids`` (a fixed tensor keeps the face model's
+        subset cache warm).
+        """
+        from gemo_ros.face.model import FaceModel
+
+        face = self.face_model
+        if any(getattr(type(face), name, None) is not getattr(FaceModel, name)
+               for name in ("joint_transforms", "skin", "pose")):
+            return None
+        key = (ids.data_ptr(), ids.numel(), face.expr_basis._version)
+        if getattr(self, "_moving_key", None) != key:
+            moves = (face.expr_basis[:, ids].abs().amax((0, 2)) > 0) | \
+                (face.lbs_weights[ids, 1:].abs().amax(1) > 0)
+            pos = torch.nonzero(moves)[:, 0]
+            self._moving = (pos, ids[pos])
+            self._moving_key = key
+        return self._moving
 
     def offsets(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: torch.Tensor,
                 emotion: torch.Tensor, intensity: torch.Tensor,

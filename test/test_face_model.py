@@ -193,3 +193,40 @@ def test_posing_a_vertex_subset_equals_slicing_the_full_pose(face):
     neck = torch.tensor([[0.1, -0.2, 0.0], [0.0, 0.3, 0.1]])
     full = face.pose(expr, neck)
     assert torch.allclose(face.pose(expr, neck, vertex_ids=ids), full[:, ids], atol=1e-7)
+
+
+def test_child_joint_transforms_compose_the_neck_with_the_local_rotation(face):
+    from gemo_ros.face import model as fm
+
+    expr = torch.rand(3, 52)
+    neck = torch.randn(3, 3) * 0.3
+    T = face.joint_transforms(expr, neck)
+    names = ("jawOpen", "jawLeft", "jawRight", "jawForward", "eyeLookOutLeft", "eyeLookInLeft",
+             "eyeLookDownLeft", "eyeLookUpLeft")
+    c = {n: expr[:, ARKIT_NAMES.index(n)] for n in names}
+    zero = torch.zeros(3)
+    R_jaw = axis_angle_to_matrix(torch.stack([fm.JAW_OPEN_MAX * c["jawOpen"], zero, zero], -1)) \
+        @ axis_angle_to_matrix(torch.stack(
+            [zero, fm.JAW_SIDE_MAX * (c["jawLeft"] - c["jawRight"]), zero], -1))
+    yaw = fm.EYE_YAW_MAX * (c["eyeLookOutLeft"] - c["eyeLookInLeft"])
+    pitch = fm.EYE_PITCH_MAX * (c["eyeLookDownLeft"] - c["eyeLookUpLeft"])
+    R_eye = axis_angle_to_matrix(torch.stack([zero, yaw, zero], -1)) \
+        @ axis_angle_to_matrix(torch.stack([pitch, zero, zero], -1))
+    R_neck = axis_angle_to_matrix(neck)
+    j = face.joints
+    p = torch.tensor([0.01, -0.02, 0.05])           # any point, moved by each joint
+    fwd = torch.stack([zero, zero, fm.JAW_FORWARD_MAX * c["jawForward"]], -1)
+
+    def apply(T_j, x):
+        return (T_j[..., :3] @ x[..., None])[..., 0] + T_j[..., 3]
+
+    def about(R, centre, x):
+        return ((R @ (x - centre)[..., None])[..., 0]) + centre
+
+    want_jaw = about(R_neck, j[0], about(R_jaw, j[1], p.expand(3, 3)) + fwd)
+    want_eye = about(R_neck, j[0], about(R_eye, j[2], p.expand(3, 3)))
+    assert T.shape == (3, 4, 3, 4)
+    assert torch.allclose(apply(T[:, 0], p.expand(3, 3)), about(R_neck, j[0], p.expand(3, 3)),
+                          atol=1e-6)
+    assert torch.allclose(apply(T[:, 1], p.expand(3, 3)), want_jaw, atol=1e-6)
+    assert torch.allclose(apply(T[:, 2], p.expand(3, 3)), want_eye, atol=1e-6)

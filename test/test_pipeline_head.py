@@ -160,3 +160,17 @@ def test_displacement_is_the_mesh_difference_at_the_bindings(avatar):
         want = avatar.interpolate_at_gaussians(full)
     assert got.shape == (2, avatar.num_gaussians, 3)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_displacement_skips_only_vertices_no_expression_moves(avatar):
+    head = make_head(avatar)
+    ids = avatar._used_vertices
+    pos, moving_ids = head._moving_vertices(ids)
+    assert 0 < pos.numel() < ids.numel()                  # the cheap path is taken
+    assert torch.equal(moving_ids, ids[pos])
+    still = torch.ones(ids.numel(), dtype=torch.bool)
+    still[pos] = False
+    with torch.no_grad():
+        for psi in (torch.ones(1, 52), torch.rand(3, 52)):
+            moved = head.face_model.pose(psi) - head.face_model.pose(torch.zeros_like(psi))
+            assert float(moved[:, ids[still]].abs().max()) == 0.0

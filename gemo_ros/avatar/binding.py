@@ -106,7 +106,8 @@ def matrix_to_quat(R: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(4, dtype=R.dtype, device=R.device).reshape(16)
     Q = R.reshape(R.shape[:-2] + (9,)) @ _M2Q.to(R) + eye
     Q = Q.reshape(R.shape[:-2] + (4, 4))
-    best = torch.diagonal(Q, dim1=-2, dim2=-1).argmax(-1)
+    # argmax over a strided diagonal is ~10x slower on CPU than over a contiguous copy.
+    best = torch.diagonal(Q, dim1=-2, dim2=-1).contiguous().argmax(-1)
     row = torch.gather(Q, -2, best[..., None, None].expand(best.shape + (1, 4)))[..., 0, :]
     q = row / row.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     return q * torch.where(q[..., :1] < 0, -1.0, 1.0)                   # w >= 0

@@ -41,16 +41,6 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     return eye + a[..., None] * Kx + b[..., None] * (Kx @ Kx)
 
 
-def _rot_x(angle: torch.Tensor) -> torch.Tensor:
-    return axis_angle_to_matrix(torch.stack([angle, torch.zeros_like(angle),
-                                             torch.zeros_like(angle)], -1))
-
-
-def _rot_y(angle: torch.Tensor) -> torch.Tensor:
-    return axis_angle_to_matrix(torch.stack([torch.zeros_like(angle), angle,
-                                             torch.zeros_like(angle)], -1))
-
-
 class FaceModel(nn.Module):
     """A linear-blendshape face mesh posed by linear blend skinning.
 
@@ -156,36 +146,38 @@ class FaceModel(nn.Module):
                 raise ValueError(f"neck_rotation must be [{B}, 3], got "
                                  f"{tuple(neck_rotation.shape)}")
             R_neck = axis_angle_to_matrix(neck_rotation.to(expr))
-        # Positive rotation about +X swings +Z (the chin) down: opens the jaw.
-        R_jaw = _rot_x(JAW_OPEN_MAX * c["jawOpen"]) @ _rot_y(
-            JAW_SIDE_MAX * (c["jawLeft"] - c["jawRight"]))
-        t_jaw = torch.stack([torch.zeros_like(c["jawForward"]), torch.zeros_like(
-            c["jawForward"]), JAW_FORWARD_MAX * c["jawForward"]], -1)
+        zero = torch.zeros_like(c["jawOpen"])
         pitch_l = EYE_PITCH_MAX * (c["eyeLookDownLeft"] - c["eyeLookUpLeft"])
         pitch_r = EYE_PITCH_MAX * (c["eyeLookDownRight"] - c["eyeLookUpRight"])
         # The avatar's left eye looks "out" toward +X, the right eye "out" toward -X.
         yaw_l = EYE_YAW_MAX * (c["eyeLookOutLeft"] - c["eyeLookInLeft"])
         yaw_r = EYE_YAW_MAX * (c["eyeLookInRight"] - c["eyeLookOutRight"])
-        R_eye_l = _rot_y(yaw_l) @ _rot_x(pitch_l)
-        R_eye_r = _rot_y(yaw_r) @ _rot_x(pitch_r)
+        # Six single-axis rotations in one Rodrigues call (few small ops per frame), paired
+        # as (first @ second): jaw = X(open) @ Y(side); each eye = Y(yaw) @ X(pitch).
+        # Positive rotation about +X swings +Z (the chin) down: opens the jaw.
+        angles = torch.stack([
+            torch.stack([JAW_OPEN_MAX * c["jawOpen"], zero, zero], -1),
+            torch.stack([zero, JAW_SIDE_MAX * (c["jawLeft"] - c["jawRight"]), zero], -1),
+            torch.stack([zero, yaw_l, zero], -1), torch.stack([pitch_l, zero, zero], -1),
+            torch.stack([zero, yaw_r, zero], -1), torch.stack([pitch_r, zero, zero], -1)], 1)
+        rots = axis_angle_to_matrix(angles)                            # [B, 6, 3, 3]
+        R_local = rots[:, 0::2] @ rots[:, 1::2]                        # [B, 3, 3, 3]
+        t_jaw = torch.stack([zero, zero, JAW_FORWARD_MAX * c["jawForward"]], -1)
+        extra = torch.stack([t_jaw, torch.zeros_like(t_jaw), torch.zeros_like(t_jaw)], 1)
         j = self.joints.to(expr)
 
-        def about(R: torch.Tensor, centre: torch.Tensor, extra: Optional[torch.Tensor] = None):
+        def about(R: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
             t = centre - (R @ centre[..., None])[..., 0]
-            if extra is not None:
-                t = t + extra
             return torch.cat([R, t[..., None]], -1)
 
-        def compose(A: torch.Tensor, Bm: torch.Tensor) -> torch.Tensor:
-            R = A[..., :3] @ Bm[..., :3]
-            t = (A[..., :3] @ Bm[..., 3:])[..., 0] + A[..., 3]
-            return torch.cat([R, t[..., None]], -1)
-
-        T_neck = about(R_neck, j[0].expand(B, 3))
-        T_jaw = compose(T_neck, about(R_jaw, j[1].expand(B, 3), t_jaw))
-        T_el = compose(T_neck, about(R_eye_l, j[2].expand(B, 3)))
-        T_er = compose(T_neck, about(R_eye_r, j[3].expand(B, 3)))
-        return torch.stack([T_neck, T_jaw, T_el, T_er], 1)
+        T_neck = about(R_neck, j[0].expand(B, 3))                      # [B, 3, 4]
+        local = about(R_local, j[1:].expand(B, 3, 3))                  # jaw, eye_l, eye_r
+        local = torch.cat([local[..., :3], (local[..., 3] + extra)[..., None]], -1)
+        # Children of the neck: T_neck o T_local.
+        A = T_neck[:, None]
+        R = A[..., :3] @ local[..., :3]
+        t = (A[..., :3] @ local[..., 3:])[..., 0] + A[..., 3]
+        return torch.cat([T_neck[:, None], torch.cat([R, t[..., None]], -1)], 1)
 
     def skin(self, verts: torch.Tensor, transforms: torch.Tensor,
              weights: Optional[torch.Tensor] = None) -> torch.Tensor:
