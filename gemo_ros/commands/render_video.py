@@ -80,7 +80,9 @@ def _emotion_arg(value) -> EmotionCommand:
 def _background_arg(value) -> Tuple[int, int, int]:
     """Background as 0-255 RGB from ``--background`` (string or [0, 1] triple); default dark."""
     if value is None:
-        return (18, 22, 30)
+        from gemo_ros.engine import EngineConfig
+
+        return tuple(EngineConfig.background)
     if isinstance(value, str):
         from gemo_ros.commands.render import parse_color
 

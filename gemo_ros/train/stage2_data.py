@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gemo_ros.emotions import EMOTIONS, LEVELS, NEUTRAL, emotion_index
+from gemo_ros.pipeline import RenderSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -415,7 +416,7 @@ class SyntheticSpec:
     distance: float = 0.48
     fov_deg: float = 24.0
     target: Tuple[float, float, float] = (0.0, -0.015, 0.02)
-    background: Tuple[float, float, float] = (18 / 255, 22 / 255, 30 / 255)
+    background: Tuple[float, float, float] = RenderSettings.background
     seed: int = 0
 
 
