@@ -215,22 +215,36 @@ def schematic_face(coeffs: np.ndarray, width: int, height: int,
 # --- the engine ----------------------------------------------------------------------------------
 
 class _Stream:
-    """Per-utterance audio-model state: queued audio fed to the model on demand."""
+    """Per-utterance audio-model state: queued audio fed to the model on demand.
 
-    def __init__(self, model_stream: Any) -> None:
-        self.model = model_stream
+    The model stream is made on the first :meth:`feed_until` (it runs the model once), so
+    queueing audio never waits for the model. One thread feeds; others only read ``model``.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self.model: Any = None
         self.pending: Deque[Tuple[np.ndarray, int]] = deque()
         self.pushed_s = 0.0
         self.queued_s = 0.0
+        self._feed_lock = threading.Lock()
 
-    def feed_until(self, u: float) -> None:
+    def feed_until(self, u: float, stop: Optional[threading.Event] = None) -> None:
         """Push queued audio to the model until utterance time ``u`` is covered."""
+        with self._feed_lock:
+            if self.model is None:
+                self.model = self._factory()
+            self._feed(u, stop)
+
+    def _feed(self, u: float, stop: Optional[threading.Event]) -> None:
         while self.pending and self.pushed_s < u:
+            if stop is not None and stop.is_set():
+                return
             samples, rate = self.pending[0]
             room = u - self.pushed_s
             take = max(int(math.ceil(room * rate)), 1)
-            # push long messages in slices of at most 0.5 s so one frame never does it all
-            take = min(take, samples.size, max(int(0.5 * rate), 1))
+            # push long messages in slices of at most 0.2 s: a reader waits for one slice at most
+            take = min(take, samples.size, max(int(0.2 * rate), 1))
             try:
                 self.model.push(samples[:take], rate)
             except ValueError as exc:  # the model refused it: skip, keep the clock right
@@ -265,6 +279,8 @@ class Engine:
         self.head = head if head is not None else load_head(self.config)
         self.stages = dict(self.head.stages)
         self.device = getattr(self.head, "device", "cpu")
+        #: True while a runtime's audio thread feeds the model (then frame() never does).
+        self.audio_in_background = False
 
     # --- inputs (any thread, cheap) ---------------------------------------------------------
 
@@ -319,7 +335,7 @@ class Engine:
             place = self.timeline.place(x.size / rate, now, playback_time)
             utt = place.utterance
             if place.new:
-                utt.payload = _Stream(self.head.new_stream())
+                utt.payload = _Stream(self.head.new_stream)
             stream: _Stream = utt.payload
             if place.pad_s > 0.0:
                 stream.pending.append((np.zeros(int(round(place.pad_s * rate)), np.float32),
@@ -362,15 +378,37 @@ class Engine:
 
     # --- output (one render thread) -----------------------------------------------------------
 
-    def frame(self, t: Optional[float] = None) -> Tuple[np.ndarray, Dict[str, Any]]:
+    def prepare_audio(self, t: float, stop: Optional[threading.Event] = None) -> None:
+        """Run the audio model on queued audio up to what a frame at time ``t`` needs.
+
+        The runtime's audio thread calls this ahead of playback so that :meth:`frame` finds
+        the model's outputs ready; the engine lock is not held while the model runs.
+        """
+        with self._lock:
+            todo = [(utt.payload, t - utt.t0) for utt in self.timeline.utterances
+                    if utt.payload is not None and utt.t0 <= t + self.config.lookahead_s]
+        for stream, u in todo:
+            if stop is not None and stop.is_set():
+                return
+            stream.feed_until(u + self.config.lookahead_s + 0.25, stop)
+
+    # --- output (one render thread) -----------------------------------------------------------
+
+    def frame(self, t: Optional[float] = None, render_size: Optional[Tuple[int, int]] = None,
+              gaussians: int = 0, out_size: Optional[Tuple[int, int]] = None
+              ) -> Tuple[np.ndarray, Dict[str, Any]]:
         """Render the face shown at playback time ``t`` (s, engine clock; default now).
+
+        ``render_size`` ``(w, h)`` renders at another size than the config's and
+        ``out_size`` scales the image to that size (the runtime's quality controller);
+        ``gaussians`` > 0 asks for that level of detail when the head has it ready.
 
         Returns ``(rgb uint8 [H, W, 3], state)``; ``state`` holds ``t``, ``emotion``,
         ``intensity`` (shown now), ``target_emotion``, ``target_intensity``, ``speaking``,
         ``mouth_open`` (jawOpen in [0, 1]), ``utterance``, ``utterance_time``, ``lag_s``
         (how far the expression lags the audio because the lookahead was not there yet),
-        ``latency_s`` (now minus the arrival of the audio shown; None when silent) and
-        ``timings_ms`` per stage.
+        ``latency_s`` (now minus the arrival of the audio shown; None when silent),
+        ``gaussians`` rendered and ``timings_ms`` per stage.
         """
         t = self.clock() if t is None else float(t)
         t_start = time.perf_counter()
@@ -378,6 +416,8 @@ class Engine:
             for old in self.timeline.prune(t):
                 old.payload = None
             utt, u = self.timeline.at(t)
+            if utt is not None:
+                utt.forget_arrivals_before(u - 10.0)  # bounded memory in endless speech
             speaking = utt is not None and 0.0 <= u < utt.duration_s
             emotion, intensity = self.ramp.at(t)
             target = self.ramp.target
@@ -386,11 +426,12 @@ class Engine:
             stream = utt.payload if utt is not None else None
             arrival = utt.arrival_of(u) if (utt is not None and speaking) else None
             now_arrival = utt.last_arrival if utt is not None else None
-            # snapshot of pending audio for this frame: move what is needed under the lock
-            t_push = time.perf_counter()
-            if stream is not None:
-                stream.feed_until(u + cfg.lookahead_s + 0.25)
-            push_ms = (time.perf_counter() - t_push) * 1e3
+        t_push = time.perf_counter()
+        if stream is not None and not self.audio_in_background:
+            stream.feed_until(u + cfg.lookahead_s + 0.25)
+        push_ms = (time.perf_counter() - t_push) * 1e3
+        if stream is not None and stream.model is None:
+            stream = None  # the audio thread has not reached this utterance yet
         lag = 0.0
         u_shown = u
         if stream is not None and speaking:
@@ -410,14 +451,16 @@ class Engine:
         try:
             rgb, coeffs, timings = self.head.render(
                 stream.model if stream is not None else None, u_shown, emotion, intensity,
-                idle, cfg)
+                idle, cfg, size=render_size, out_size=out_size, gaussians=gaussians)
         except (ValueError, RuntimeError) as exc:
             if stream is None:
                 raise
             # a stage failed on this audio: show the idle face rather than no face
             self._warn("stage_error", f"frame at t={t:.3f} s failed on the audio "
                        f"({type(exc).__name__}: {exc}); showing the idle face")
-            rgb, coeffs, timings = self.head.render(None, 0.0, emotion, intensity, idle, cfg)
+            rgb, coeffs, timings = self.head.render(None, 0.0, emotion, intensity, idle, cfg,
+                                                    size=render_size, out_size=out_size,
+                                                    gaussians=gaussians)
         timings["audio_push"] = push_ms
         timings["engine_total"] = (time.perf_counter() - t_start) * 1e3
         now = self.clock()
@@ -435,6 +478,7 @@ class Engine:
             "lag_s": round(lag, 4),
             "latency_s": (round(now - arrival, 4) if arrival is not None else None),
             "audio_arrival": arrival,
+            "gaussians": int(timings.pop("gaussians", 0)),
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
         return rgb, state
@@ -467,8 +511,13 @@ class FallbackHead:
         return LoudnessStream(self.lookahead_s)
 
     def render(self, stream: Any, u: float, emotion: int, intensity: float, idle: IdleState,
-               cfg: EngineConfig) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
-        """Return ``(rgb, coeffs[52], timings_ms)`` for utterance time ``u``."""
+               cfg: EngineConfig, size: Optional[Tuple[int, int]] = None,
+               out_size: Optional[Tuple[int, int]] = None, gaussians: int = 0
+               ) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+        """Return ``(rgb, coeffs[52], timings_ms)`` for utterance time ``u``.
+
+        The flat face is cheap: it is drawn at ``out_size`` (or ``size``, or the config's).
+        """
         t0 = time.perf_counter()
         coeffs = (stream.coefficients(u, emotion, intensity) if stream is not None
                   else np.zeros(NUM_ARKIT, np.float32))
@@ -481,8 +530,8 @@ class FallbackHead:
             pass
         coeffs = apply_idle(coeffs, idle)
         t1 = time.perf_counter()
-        rgb = schematic_face(coeffs, cfg.width, cfg.height, cfg.background, idle.head_deg,
-                             emotion, intensity)
+        w, h = out_size or size or (cfg.width, cfg.height)
+        rgb = schematic_face(coeffs, w, h, cfg.background, idle.head_deg, emotion, intensity)
         t2 = time.perf_counter()
         return rgb, coeffs, {"audio_model": (t1 - t0) * 1e3, "render": (t2 - t1) * 1e3}
 
@@ -555,6 +604,9 @@ class PipelineHead:
         residual = _optional_stage("residual", config.residual)
         self.head = TalkingHead(avatar, a2e, residual, settings=RenderSettings(),
                                 device=self.device)
+        self._config = config
+        self._lods: Dict[int, Any] = {}       # Gaussians -> TalkingHead, built in background
+        self._lod_lock = threading.Lock()
         self._settings_cls = RenderSettings
         self.lookahead_s = config.lookahead_s
         backend = _render_backend(self.device)
@@ -606,31 +658,93 @@ class PipelineHead:
                  else None)
         return psi_n, psi_e, feats
 
+    @property
+    def num_gaussians(self) -> int:
+        """Gaussians of the main level of detail."""
+        return int(self.head.canonical.shape[0])
+
+    def prepare_lod(self, gaussians: int) -> None:
+        """Build a coarser level of detail in a background thread (binding takes ~1 s)."""
+        if not 0 < gaussians < self.num_gaussians:
+            return
+        with self._lod_lock:
+            if gaussians in self._lods:
+                return
+            self._lods[gaussians] = None  # building
+        threading.Thread(target=self._build_lod, args=(gaussians,), name="gemo-lod",
+                         daemon=True).start()
+
+    def _build_lod(self, gaussians: int) -> None:
+        from gemo_ros.pipeline import TalkingHead
+
+        try:
+            t0 = time.perf_counter()
+            avatar = load_stage_avatar(self._config.avatar, gaussians, self.device)
+            head = TalkingHead(avatar, self.head.a2e, self.head.residual,
+                               settings=self.head.settings, device=self.device)
+            with self._lod_lock:
+                self._lods[gaussians] = head
+            LOG.info("level of detail with %d Gaussians ready (%.1f s)", gaussians,
+                     time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - the main level keeps running
+            LOG.warning("level of detail with %d Gaussians failed: %s", gaussians, exc)
+
+    def _head_for(self, gaussians: int) -> Any:
+        if gaussians <= 0:
+            return self.head
+        with self._lod_lock:
+            head = self._lods.get(gaussians)
+        if head is None:
+            self.prepare_lod(gaussians)
+            return self.head
+        return head
+
     def render(self, stream: Any, u: float, emotion: int, intensity: float, idle: IdleState,
-               cfg: EngineConfig) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
-        """Return ``(rgb uint8 [H, W, 3], psi_e [52] shown, timings_ms)``."""
+               cfg: EngineConfig, size: Optional[Tuple[int, int]] = None,
+               out_size: Optional[Tuple[int, int]] = None, gaussians: int = 0
+               ) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+        """Return ``(rgb uint8 [H, W, 3], psi_e [52] shown, timings_ms)``.
+
+        ``size`` renders at another size than ``cfg``'s; ``out_size`` scales the image
+        (bilinear) to that size; ``gaussians`` picks a coarser level of detail once built.
+        """
         t0 = time.perf_counter()
         psi_n, psi_e, feats = self._coefficients(stream, max(u, 0.0), emotion, intensity)
         psi_n = apply_idle(psi_n, idle)
         psi_e = apply_idle(psi_e, idle)
         t1 = time.perf_counter()
+        width, height = size or (cfg.width, cfg.height)
+        head = self._head_for(gaussians)
         settings = self._settings_cls(
-            width=cfg.width, height=cfg.height, yaw_deg=cfg.camera_yaw_deg,
+            width=width, height=height, yaw_deg=cfg.camera_yaw_deg,
             pitch_deg=cfg.camera_pitch_deg, distance=cfg.camera_distance,
             fov_deg=cfg.camera_fov_deg, background=tuple(c / 255.0 for c in cfg.background))
         # The residual is exactly zero for neutral or intensity 0 (by construction), so the
         # neutral head is rendered without computing it (saves two mesh posings per frame).
         emotional = emotion != NEUTRAL and intensity > 0.0
-        frame = self.head.frame(psi_n, psi_e, feats, emotion, intensity,
-                                idle.neck_rotation(), settings=settings,
-                                use_residual=emotional)
+        frame = head.frame(psi_n, psi_e, feats, emotion, intensity,
+                           idle.neck_rotation(), settings=settings, use_residual=emotional)
         t2 = time.perf_counter()
-        rgb = frame.to_uint8()
+        if out_size is not None and tuple(out_size) != (width, height):
+            rgb = _resize_uint8(frame.image, out_size)
+        else:
+            rgb = frame.to_uint8()
         t3 = time.perf_counter()
         timings = {"audio_model": (t1 - t0) * 1e3}
         timings.update({k: float(v) for k, v in frame.timings_ms.items()})
         timings["to_uint8"] = (t3 - t2) * 1e3
+        timings["gaussians"] = float(head.canonical.shape[0])
         return rgb, psi_e, timings
+
+
+def _resize_uint8(rgb: Any, out_size: Tuple[int, int]) -> np.ndarray:
+    """Scale a float ``[H, W, 3]`` image in [0, 1] to ``out_size`` (w, h), bilinear, uint8."""
+    import torch
+
+    x = rgb.permute(2, 0, 1)[None].float()
+    y = torch.nn.functional.interpolate(x, size=(int(out_size[1]), int(out_size[0])),
+                                        mode="bilinear", align_corners=False)
+    return (y[0].permute(1, 2, 0).clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def _render_backend(device: str) -> str:

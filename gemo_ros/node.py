@@ -7,12 +7,15 @@ Topics (relative names, so a namespace moves them all):
 * pub ``face/image`` (sensor_msgs/Image rgb8, sensor-data QoS), optional
   ``face/image/compressed`` (JPEG), ``face/state`` (std_msgs/String JSON).
 
-A timer at ``fps`` wakes a render thread, which asks the engine for the frame of the
-playback time it will be shown at and publishes it stamped with that time; subscription
-callbacks only queue work, so they never wait for a render. Bad input is logged (one line
-per kind of problem per few seconds) and never stops the frames.
+The node is thin: subscription callbacks decode a message and put it in the runtime's
+bounded inbox, then return; the runtime's own threads (:mod:`gemo_ros.runtime`) run the
+audio model, the head and the renderer at ``fps``, and hand each frame back here to be
+published. One single-threaded executor serves the callbacks and parameter services (none
+of them waits for anything), so Ctrl-C is always seen at once. Bad input is logged (one
+line per kind of problem per few seconds) and never stops the frames. docs/node.md says why.
 """
 
+import dataclasses
 import functools
 import json
 import logging
@@ -20,7 +23,6 @@ import math
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import asdict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -28,20 +30,19 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from gemo_ros import ros_io
 from gemo_ros.behaviour import IdleConfig
-from gemo_ros.engine import Engine, EngineConfig, LogLimiter
+from gemo_ros.engine import CPU_MAX_GAUSSIANS, Engine, EngineConfig, LogLimiter
+from gemo_ros.runtime import Runtime, RuntimeConfig
 
 NODE_NAME = "avatar_node"
-#: CPU render sizes tried (largest first) when ``width``/``height`` are 0 (auto).
-CPU_SIZES = (256, 224, 192, 160, 128, 96)
-GPU_SIZE = 512
+#: Published image size when ``width``/``height`` are 0 (auto).
+CPU_SIZE, GPU_SIZE = 256, 512
 
 _IDLE = IdleConfig()
 _ENG = EngineConfig()
@@ -67,10 +68,22 @@ PARAMETERS: Dict[str, Dict[str, Any]] = {
                         "12000 on a CPU), 0 = all", -1, 10_000_000, read_only=True, step=1),
     "threads": _p(0, "torch CPU threads; 0 = torch's default (all cores)", 0, 256,
                   read_only=True, step=1),
-    "width": _p(0, "image width in px; 0 = auto (512 on GPU, the largest size the CPU "
-                "keeps up with at fps, <= 256)", 0, 4096, read_only=True, step=1),
+    "width": _p(0, "published image width in px; 0 = auto (512 on a GPU, 256 on a CPU)",
+                0, 4096, read_only=True, step=1),
     "height": _p(0, "image height in px; 0 = same as width", 0, 4096, read_only=True, step=1),
     "fps": _p(25.0, "frames per second published", 1.0, 120.0, read_only=True),
+    "quality.adaptive": _p(True, "lower/raise the render size (then the level of detail) at run "
+                           "time to hold fps; false pins quality.level"),
+    "quality.level": _p(0, "quality rung to start at / pin: 0 = render at the published size, "
+                        "each step 1/8 smaller", 0, 16, step=1),
+    "quality.min_render_size": _p(96, "smallest render size (px, shorter side) the adaptive "
+                                  "quality may use; the image is scaled to width x height",
+                                  8, 4096, read_only=True, step=1),
+    "quality.low_gaussians": _p(-1, "Gaussians of the last quality rung; -1 = auto (half the "
+                                "level of detail on a CPU, no such rung on a GPU), 0 = none",
+                                -1, 10_000_000, read_only=True, step=1),
+    "watchdog.stall_s": _p(1.0, "seconds without a frame before the watchdog reports a stall",
+                           0.2, 60.0, read_only=True),
     "frame_id": _p("face", "frame_id of the published images"),
     "publish_compressed": _p(False, "also publish face/image/compressed (JPEG)",
                              read_only=True),
@@ -184,51 +197,38 @@ class AvatarNode(Node):
         self._coding_ok = True
         self.engine = self._make_engine()
         self._fps = float(self._param("fps"))
-        self._choose_size()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        inputs = ReentrantCallbackGroup()
         from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
         from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import String
 
         self._String = String
-        self.create_subscription(AudioData, "audio", _with_info(self._on_audio), reliable,
-                                 callback_group=inputs)
+        self.create_subscription(AudioData, "audio", _with_info(self._on_audio), reliable)
         self.create_subscription(AudioDataStamped, "audio_stamped",
-                                 _with_info(self._on_audio_stamped), reliable,
-                                 callback_group=inputs)
+                                 _with_info(self._on_audio_stamped), reliable)
         self.create_subscription(AudioInfo, "audio_info", self._on_audio_info,
-                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
-                                 callback_group=inputs)
-        self.create_subscription(String, "emotion", self._on_emotion, reliable,
-                                 callback_group=inputs)
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_subscription(String, "emotion", self._on_emotion, reliable)
         self._pub_image = self.create_publisher(Image, "face/image", qos_profile_sensor_data)
         self._pub_jpeg = (self.create_publisher(CompressedImage, "face/image/compressed",
                                                 qos_profile_sensor_data)
                           if self._param("publish_compressed") else None)
         self._pub_state = self.create_publisher(String, "face/state", 10)
 
-        self._published: deque = deque(maxlen=int(self._fps * 2) + 2)
-        self._render_times: deque = deque(maxlen=9)
-        self._last_t = 0.0
-        self._overruns = 0
-        self._frames = 0
-        self._tick = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._render_loop, name="avatar_render",
-                                        daemon=True)
-        self._thread.start()
-        self._timer = self.create_timer(1.0 / self._fps, self._on_timer,
-                                        callback_group=MutuallyExclusiveCallbackGroup())
-        cfg = self.engine.config
+        self.runtime = self._make_runtime()
+        cfg = self.runtime.config
         missing = [k for k, v in self.engine.stages.items() if str(v).startswith("missing")]
+        ladder = self.runtime.quality.levels
         self.get_logger().info(
             f"publishing {cfg.width}x{cfg.height} rgb8 at {self._fps:g} fps on "
-            f"{self.resolve_topic_name('face/image')}; device {self.engine.device}; stages "
+            f"{self.resolve_topic_name('face/image')}; device {self.engine.device}; quality "
+            f"{'adaptive' if cfg.adaptive else 'pinned'}, render {ladder[-1].width}-"
+            f"{ladder[0].width} px; stages "
             + ", ".join(f"{k}={v}" for k, v in self.engine.stages.items())
             + (f"; MISSING: {', '.join(missing)}" if missing else ""))
+        self.runtime.start()
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -269,36 +269,28 @@ class AvatarNode(Node):
                 f"({cfg.lookahead_s} s): the face will lag unstamped audio by the difference")
         return engine
 
-    def _choose_size(self) -> None:
-        """Pick the image size when width/height are 0: the GPU size, or what the CPU sustains."""
-        if int(self._param("width")):
-            return
-        if str(self.engine.device).startswith("cuda"):
-            self.engine.reconfigure(width=GPU_SIZE, height=GPU_SIZE)
-            return
-        budget = 0.8 / self._fps
-        chosen, cost = None, 0.0
-        for size in sorted(CPU_SIZES):  # smallest first: stop at the first that is too slow
-            self.engine.reconfigure(width=size, height=size)
-            times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                self.engine.frame(self._now())
-                times.append(time.perf_counter() - t0)
-            cost = min(times[1:])
-            if cost > budget:
-                break
-            chosen = size
-        if chosen is None:
-            chosen = min(CPU_SIZES)
-            self.get_logger().warning(
-                f"width/height auto on CPU: even {chosen}x{chosen} takes {cost * 1e3:.0f} ms per "
-                f"frame (> {budget * 1e3:.0f} ms at {self._fps:g} fps); frames will be dropped, "
-                f"never delayed. Lower fps or max_gaussians to keep every frame.")
-        else:
-            self.get_logger().info(f"width/height auto on CPU: {chosen}x{chosen} keeps up with "
-                                   f"{self._fps:g} fps (set width/height to override)")
-        self.engine.reconfigure(width=chosen, height=chosen)
+    def _make_runtime(self) -> Runtime:
+        """Size the output (auto: 512 on a GPU, 256 on a CPU) and build the runtime."""
+        gpu = str(self.engine.device).startswith("cuda")
+        w = int(self._param("width")) or (GPU_SIZE if gpu else CPU_SIZE)
+        h = int(self._param("height")) or w
+        low = int(self._param("quality.low_gaussians"))
+        if low < 0:  # auto: half the CPU level of detail; a GPU renders everything
+            n = int(getattr(self.engine.head, "num_gaussians", 0) or 0)
+            low = 0 if gpu else min(n, CPU_MAX_GAUSSIANS) // 2
+        self.engine.reconfigure(width=w, height=h)
+        config = RuntimeConfig(fps=self._fps, width=w, height=h,
+                               adaptive=bool(self._param("quality.adaptive")),
+                               quality_level=int(self._param("quality.level")),
+                               min_render_size=int(self._param("quality.min_render_size")),
+                               render_ahead=bool(self._param("render_ahead")),
+                               stall_s=float(self._param("watchdog.stall_s")))
+        runtime = Runtime(self.engine, config, self._publish_frame, clock=self._now,
+                          on_stall=self._publish_stall, low_gaussians=low)
+        if low and hasattr(self.engine.head, "prepare_lod"):
+            self.engine.head.prepare_lod(low)  # built in the background, used when needed
+        self.engine.audio_in_background = True
+        return runtime
 
     @staticmethod
     def _background(value: Any) -> Tuple[int, int, int]:
@@ -328,6 +320,7 @@ class AvatarNode(Node):
     def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
         changes: Dict[str, Any] = {}
         idle: Dict[str, Any] = {}
+        quality: Dict[str, Any] = {}
         audio_changed = False
         try:
             for p in params:
@@ -342,6 +335,10 @@ class AvatarNode(Node):
                     idle[p.name[5:]] = p.value
                 elif p.name.startswith("audio."):
                     audio_changed = True
+                elif p.name == "quality.adaptive":
+                    quality["adaptive"] = bool(p.value)
+                elif p.name == "quality.level":
+                    quality["level"] = int(p.value)
             if audio_changed:
                 merged = {p.name: p.value for p in params}
                 fmt = ros_io.normalise_sample_format(
@@ -352,10 +349,16 @@ class AvatarNode(Node):
                 ch = int(merged.get("audio.channels", self._param("audio.channels")))
                 with self._audio_lock:
                     self._audio_format = (rate, ch, fmt)
-            if idle:
-                changes["idle"] = idle
-            if changes:
-                self.engine.reconfigure(**changes)
+            if changes or idle:
+                # check now (the caller gets the reason), apply on the audio thread
+                trial = dataclasses.replace(self.engine.config, **changes)
+                trial.validate()
+                if idle:
+                    IdleConfig(**{**asdict(self.engine.idle.config), **idle})
+                    changes["idle"] = idle
+                self.runtime.inbox.put_settings(**changes)
+            if quality:
+                self.runtime.set_quality(**quality)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -421,91 +424,62 @@ class AvatarNode(Node):
             if samples.size == 0:
                 self._warn("audio_empty", "empty audio message ignored")
                 return
-            result = self.engine.feed_audio(samples, rate, playback_time, arrival)
         except (ValueError, TypeError) as exc:
             self._warn("audio_error", f"audio message dropped: {exc}", error=True)
             return
-        for w in result.warnings:
-            self._warn("audio_warning_" + w[:10], f"audio: {w}")
+        if not self.runtime.inbox.put_audio(samples, rate, playback_time, arrival):
+            self._warn("audio_full", f"audio message of {samples.size / rate:.1f} s dropped: "
+                       f"more than {self.runtime.inbox.max_audio_s:.0f} s of audio are waiting "
+                       f"for the audio thread", error=True)
 
     @_guarded
     def _on_emotion(self, msg: Any) -> None:
         try:
             cmd = ros_io.parse_emotion_command(msg.data)
-            self.engine.set_emotion(cmd.emotion, cmd.intensity, cmd.transition_s)
         except ValueError as exc:
             text = msg.data if len(msg.data) <= 60 else msg.data[:57] + "..."
-            # one report stream per kind of problem (unknown name, bad JSON, ...)
-            kind = " ".join(str(exc).split()[:2])
-            self._warn("emotion_error:" + kind, f"/emotion {text!r} ignored: {exc}")
+            # one report stream per problem: each unknown name, bad JSON, a bad number, ...
+            self._warn("emotion_error:" + str(exc)[:40], f"/emotion {text!r} ignored: {exc}")
             return
+        self.runtime.inbox.put_emotion(cmd.emotion, cmd.intensity, cmd.transition_s, self._now())
         for w in cmd.warnings:
             self._warn("emotion_warning", f"/emotion {msg.data!r}: {w}")
 
     # --- frames -------------------------------------------------------------------------------
 
-    def _on_timer(self) -> None:
-        if self._tick.is_set():
-            self._overruns += 1  # the render thread is still busy with the previous tick
-        self._tick.set()
-
-    def _render_loop(self) -> None:
-        while not self._stop.is_set():
-            if not self._tick.wait(0.1):
-                continue
-            self._tick.clear()
-            try:
-                self._render_once()
-            except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the loop
-                if self._stop.is_set() or not rclpy.ok():
-                    break
-                self._warn("render_error", f"frame failed: {type(exc).__name__}: {exc}",
-                           error=True)
-
-    def _render_once(self) -> None:
+    def _publish_frame(self, rgb: np.ndarray, state: Dict[str, Any]) -> None:
+        """Publish one frame and its state (called on the runtime's frame thread)."""
         t0 = time.perf_counter()
-        # Render for when the frame will be out: now + the median recent render time (robust
-        # to slow warm-up frames); stamps never go backwards.
-        ahead = (float(np.median(self._render_times))
-                 if self._render_times and self._param("render_ahead") else 0.0)
-        t_show = max(self._now() + ahead, self._last_t + 1e-6)
-        self._last_t = t_show
-        rgb, state = self.engine.frame(t_show)
-        t1 = time.perf_counter()
-        stamp_ns = int(round(t_show * 1e9))
+        stamp_ns = int(round(state["t"] * 1e9))
         frame_id = self._param("frame_id")
         img = ros_io.image_msg(rgb, stamp_ns, frame_id)
         jpeg = (ros_io.compressed_image_msg(rgb, stamp_ns, frame_id,
                                             self._param("jpeg_quality"))
                 if self._pub_jpeg is not None else None)
-        t2 = time.perf_counter()
+        t1 = time.perf_counter()
         self._pub_image.publish(img)
         if jpeg is not None:
             self._pub_jpeg.publish(jpeg)
-        t3 = time.perf_counter()
-        now = self._now()
-        self._published.append(now)
-        self._frames += 1
-        span = self._published[-1] - self._published[0]
-        fps = (len(self._published) - 1) / span if span > 0 else 0.0
-        self._render_times.append(t3 - t0)
+        t2 = time.perf_counter()
         timings = state.pop("timings_ms")
-        timings.update(message=(t2 - t1) * 1e3, publish=(t3 - t2) * 1e3,
-                       total=(t3 - t0) * 1e3)
+        timings.update(message=(t1 - t0) * 1e3, publish=(t2 - t1) * 1e3)
         arrival = state.pop("audio_arrival", None)
-        state.update(fps=round(fps, 2), frame=self._frames, width=rgb.shape[1],
-                     height=rgb.shape[0], device=str(self.engine.device),
-                     overruns=self._overruns, timings_ms={k: round(v, 2)
-                                                          for k, v in timings.items()})
+        state.update(width=rgb.shape[1], height=rgb.shape[0], device=str(self.engine.device),
+                     timings_ms={k: round(v, 2) for k, v in timings.items()})
         if arrival is not None:
-            state["latency_s"] = round(now - arrival, 4)
+            state["latency_s"] = round(self._now() - arrival, 4)
         self._pub_state.publish(self._String(data=json.dumps(state)))
 
-    def shutdown(self) -> None:
-        """Stop the render thread (before the node is destroyed)."""
-        self._stop.set()
-        self._tick.set()
-        self._thread.join(timeout=5.0)
+    def _publish_stall(self, state: Dict[str, Any]) -> None:
+        """Say on face/state that frames stopped (called by the runtime's watchdog)."""
+        state = {k: v for k, v in state.items() if k != "audio_arrival"}
+        self._pub_state.publish(self._String(data=json.dumps(state)))
+
+    def shutdown(self, timeout: float = 1.5) -> None:
+        """Stop the runtime's threads (before the node is destroyed)."""
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None:
+            runtime.stop(timeout)
 
 
 def main(args: Optional[List[str]] = None) -> int:
@@ -519,7 +493,9 @@ def main(args: Optional[List[str]] = None) -> int:
     code = 0
     try:
         node = AvatarNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        # Every callback returns at once (the runtime's threads do the work), so one thread
+        # serves them all and sees Ctrl-C at once; see docs/node.md.
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -532,8 +508,7 @@ def main(args: Optional[List[str]] = None) -> int:
         if node is not None:
             node.shutdown()  # stop the render thread first
         if executor is not None:
-            # wait for the executor's worker threads, so none outlives the interpreter
-            executor.shutdown(timeout_sec=5.0)
+            executor.shutdown(timeout_sec=1.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

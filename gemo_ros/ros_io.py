@@ -223,11 +223,14 @@ def _number(value: Any, what: str) -> float:
 
 
 def _level_or_intensity(token: str, cmd: EmotionCommand) -> float:
-    """``happy:3`` is level 3 (= 1.0); ``happy:0.7`` is an intensity."""
+    """``happy:3`` is level 3 (= 1.0); ``happy:0.7`` is an intensity; ``happy:0`` is off."""
     if token.strip().isdigit():
         level = int(token)
+        if level == 0:
+            return 0.0
         if level not in LEVELS:
-            raise ValueError(f"level must be 1, 2 or 3, got {level}")
+            raise ValueError(f"level must be 1, 2 or 3 (or an intensity such as 0.7), got "
+                             f"{level}")
         return LEVELS[level]
     return _clamped_intensity(_number(token, "intensity"), cmd)
 
@@ -261,7 +264,8 @@ def parse_emotion_command(text: str) -> EmotionCommand:
     text = str(text).strip()
     if not text:
         raise ValueError(f"empty emotion command; expected one of: {', '.join(EMOTIONS)}")
-    if text.startswith("{"):
+    if text.startswith("{") or "{" in text or "}" in text:
+        # a brace anywhere means JSON was meant: report the JSON error, not a strange name
         return _parse_json(text)
     tokens = text.replace(",", " ").split()
     head, _, level = tokens[0].partition(":")

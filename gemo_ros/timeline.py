@@ -62,6 +62,13 @@ class Utterance:
         """Arrival time (s) of the latest chunk placed in this utterance."""
         return self._arrival_t[-1] if self._arrival_t else None
 
+    def forget_arrivals_before(self, u: float) -> None:
+        """Drop arrival records wholly before utterance time ``u`` (keeps the one covering it)."""
+        i = bisect.bisect_right(self._arrival_u, u) - 1
+        if i > 0:
+            del self._arrival_u[:i]
+            del self._arrival_t[:i]
+
     def arrival_of(self, u: float) -> Optional[float]:
         """Arrival time (s) of the chunk holding utterance time ``u`` (None before any)."""
         i = bisect.bisect_right(self._arrival_u, u) - 1

@@ -356,5 +356,41 @@ def run(args: argparse.Namespace) -> int:
             f"{k} {np.median(v):.1f}" for k, v in timings.items()))
     if lat:
         _say(f"audio-to-frame latency: median {np.median(lat) * 1e3:.0f} ms")
+    problems = check_motion(stamps, images, fps, t_play, t_play + total)
+    _say(f"distinct frames: {len({hash(f.tobytes()) for f in images})} of {len(images)}; "
+         f"longest gap {_longest_gap(stamps, t_play, t_play + total):.2f} s")
     _say(f"done in {time.monotonic() - t_begin:.0f} s")
+    if problems:
+        for p in problems:
+            _say(f"FAILED: {p}")
+        _say(f"the video above shows it; node log: {log_path}")
+        return 3
     return 0
+
+
+def _longest_gap(stamps: List[float], t0: float, t1: float) -> float:
+    """Longest time (s) between consecutive frame stamps in [t0, t1], edges included."""
+    inside = [s for s in stamps if t0 <= s <= t1]
+    edges = [t0] + inside + [t1]
+    return max(b - a for a, b in zip(edges, edges[1:]))
+
+
+def check_motion(stamps: List[float], images: List[np.ndarray], fps: float, t0: float,
+                 t1: float, max_gap_s: float = 2.0) -> List[str]:
+    """Return what is wrong with a recording (empty when the face kept moving at rate).
+
+    Fails when frames stopped for more than ``max_gap_s``, the achieved rate is below half
+    the requested one, or most frames repeat the same picture (a frozen face).
+    """
+    problems = []
+    gap = _longest_gap(stamps, t0, t1)
+    if gap > max_gap_s:
+        problems.append(f"frames stopped for {gap:.1f} s (more than {max_gap_s:g} s)")
+    achieved = len([s for s in stamps if t0 <= s <= t1]) / max(t1 - t0, 1e-9)
+    if achieved < 0.5 * fps:
+        problems.append(f"achieved {achieved:.1f} fps, below half the requested {fps:g} fps")
+    distinct = len({hash(f.tobytes()) for f in images})
+    if images and distinct < 0.5 * len(images):
+        problems.append(f"the face froze: only {distinct} distinct pictures in {len(images)} "
+                        f"frames")
+    return problems
