@@ -78,7 +78,8 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
     import torch
 
     from gemo_ros.emotions import emotion_index
-    from gemo_ros.engine import Engine, EngineConfig, PipelineHead
+    from gemo_ros.engine import Engine, EngineConfig
+    from gemo_ros.pipeline_head import PipelineHead
 
     cfg = EngineConfig(width=size, height=size, device=device, max_gaussians=max_gaussians,
                        output_latency_s=0.2, **stages)

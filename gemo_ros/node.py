@@ -37,7 +37,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from gemo_ros import ros_io
 from gemo_ros.behaviour import IdleConfig
-from gemo_ros.engine import CPU_MAX_GAUSSIANS, Engine, EngineConfig, LogLimiter
+from gemo_ros.emotions import parse_emotion_command
+from gemo_ros.engine import Engine, EngineConfig
+from gemo_ros.log_limiter import LogLimiter
+from gemo_ros.stages import CPU_MAX_GAUSSIANS
 from gemo_ros.runtime import Runtime, RuntimeConfig
 
 NODE_NAME = "avatar_node"
@@ -197,7 +200,6 @@ class AvatarNode(Node):
         self._coding_ok = True
         self.engine = self._make_engine()
         self._fps = float(self._param("fps"))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
 
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
@@ -218,6 +220,11 @@ class AvatarNode(Node):
         self._pub_state = self.create_publisher(String, "face/state", 10)
 
         self.runtime = self._make_runtime()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if hasattr(self, "add_post_set_parameters_callback"):  # Iron and later
+            self.add_post_set_parameters_callback(self._post_set_parameters)
+        else:  # Humble: apply in on-set, after the whole batch was checked
+            self.add_on_set_parameters_callback(self._apply_in_on_set)
         cfg = self.runtime.config
         missing = [k for k, v in self.engine.stages.items() if str(v).startswith("missing")]
         ladder = self.runtime.quality.levels
@@ -317,51 +324,71 @@ class AvatarNode(Node):
 
     # --- parameters at run time ---------------------------------------------------------------
 
-    def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+    def _parameter_changes(self, params: List[Parameter]) -> Dict[str, Any]:
+        """Check a batch of parameters; return what applying it means (changes nothing).
+
+        Raises ValueError/TypeError naming the first bad value.
+        """
         changes: Dict[str, Any] = {}
         idle: Dict[str, Any] = {}
         quality: Dict[str, Any] = {}
-        audio_changed = False
+        audio_format = None
+        for p in params:
+            if p.name in _ENGINE_KEYS:
+                v = float(p.value)
+                if not math.isfinite(v):
+                    raise ValueError(f"{p.name} must be finite")
+                changes[_ENGINE_KEYS[p.name]] = v
+            elif p.name == "background":
+                changes["background"] = self._background(p.value)
+            elif p.name.startswith("idle."):
+                idle[p.name[5:]] = p.value
+            elif p.name == "quality.adaptive":
+                quality["adaptive"] = bool(p.value)
+            elif p.name == "quality.level":
+                quality["level"] = int(p.value)
+        if any(p.name.startswith("audio.") for p in params):
+            merged = {p.name: p.value for p in params}
+            fmt = ros_io.normalise_sample_format(
+                merged.get("audio.sample_format", self._param("audio.sample_format")))
+            ros_io.check_coding_format(
+                merged.get("audio.coding_format", self._param("audio.coding_format")))
+            rate = int(merged.get("audio.sample_rate", self._param("audio.sample_rate")))
+            ch = int(merged.get("audio.channels", self._param("audio.channels")))
+            audio_format = (rate, ch, fmt)
+        if changes:
+            dataclasses.replace(self.engine.config, **changes).validate()
+        if idle:
+            IdleConfig(**{**asdict(self.engine.idle.config), **idle})
+            changes["idle"] = idle
+        return {"engine": changes, "quality": quality, "audio_format": audio_format}
+
+    def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        """Validate only (rclpy's on-set rule): a refused batch changes nothing."""
         try:
-            for p in params:
-                if p.name in _ENGINE_KEYS:
-                    v = float(p.value)
-                    if not math.isfinite(v):
-                        raise ValueError(f"{p.name} must be finite")
-                    changes[_ENGINE_KEYS[p.name]] = v
-                elif p.name == "background":
-                    changes["background"] = self._background(p.value)
-                elif p.name.startswith("idle."):
-                    idle[p.name[5:]] = p.value
-                elif p.name.startswith("audio."):
-                    audio_changed = True
-                elif p.name == "quality.adaptive":
-                    quality["adaptive"] = bool(p.value)
-                elif p.name == "quality.level":
-                    quality["level"] = int(p.value)
-            if audio_changed:
-                merged = {p.name: p.value for p in params}
-                fmt = ros_io.normalise_sample_format(
-                    merged.get("audio.sample_format", self._param("audio.sample_format")))
-                ros_io.check_coding_format(
-                    merged.get("audio.coding_format", self._param("audio.coding_format")))
-                rate = int(merged.get("audio.sample_rate", self._param("audio.sample_rate")))
-                ch = int(merged.get("audio.channels", self._param("audio.channels")))
-                with self._audio_lock:
-                    self._audio_format = (rate, ch, fmt)
-            if changes or idle:
-                # check now (the caller gets the reason), apply on the audio thread
-                trial = dataclasses.replace(self.engine.config, **changes)
-                trial.validate()
-                if idle:
-                    IdleConfig(**{**asdict(self.engine.idle.config), **idle})
-                    changes["idle"] = idle
-                self.runtime.inbox.put_settings(**changes)
-            if quality:
-                self.runtime.set_quality(**quality)
+            self._parameter_changes(params)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
+
+    def _apply_in_on_set(self, params: List[Parameter]) -> SetParametersResult:
+        self._post_set_parameters(params)
+        return SetParametersResult(successful=True)
+
+    def _post_set_parameters(self, params: List[Parameter]) -> None:
+        """Apply an accepted batch (engine settings go to the audio thread via the inbox)."""
+        try:
+            todo = self._parameter_changes(params)
+        except (ValueError, TypeError) as exc:  # accepted a moment ago: should not happen
+            self._warn("param_apply", f"parameters not applied: {exc}", error=True)
+            return
+        if todo["audio_format"] is not None:
+            with self._audio_lock:
+                self._audio_format = todo["audio_format"]
+        if todo["engine"]:
+            self.runtime.inbox.put_settings(**todo["engine"])
+        if todo["quality"]:
+            self.runtime.set_quality(**todo["quality"])
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -435,7 +462,7 @@ class AvatarNode(Node):
     @_guarded
     def _on_emotion(self, msg: Any) -> None:
         try:
-            cmd = ros_io.parse_emotion_command(msg.data)
+            cmd = parse_emotion_command(msg.data)
         except ValueError as exc:
             text = msg.data if len(msg.data) <= 60 else msg.data[:57] + "..."
             # one report stream per problem: each unknown name, bad JSON, a bad number, ...

@@ -37,7 +37,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from gemo_ros.engine import Engine, LogLimiter
+from gemo_ros.engine import Engine
+from gemo_ros.log_limiter import LogLimiter
 
 LOG = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from gemo_ros.behaviour import IdleConfig
-from gemo_ros.engine import Engine, EngineConfig, FallbackHead, LoudnessStream
+from gemo_ros.engine import Engine, EngineConfig
+from gemo_ros.fallback import FallbackHead, LoudnessStream
 
 RATE = 16000
 
@@ -175,7 +176,7 @@ def test_runtime_reconfigure_changes_background_and_rejects_bad_values():
 
 def test_full_chain_renders_when_the_default_assets_are_installed():
     pytest.importorskip("gemo_ros.pipeline")
-    from gemo_ros.engine import PipelineHead
+    from gemo_ros.pipeline_head import PipelineHead
 
     cfg = EngineConfig(width=32, height=32, device="cpu", max_gaussians=3000)
     try:

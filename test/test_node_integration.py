@@ -234,7 +234,7 @@ def offline_mouth(clip: np.ndarray):
 
         stream = StreamingA2E(load_a2e("default"), 0.12)  # audio.lookahead_s default
     except (ImportError, FileNotFoundError, ValueError):
-        from gemo_ros.engine import LoudnessStream
+        from gemo_ros.fallback import LoudnessStream
 
         stream = LoudnessStream()
     stream.push(clip, RATE)

@@ -1,13 +1,11 @@
-"""Specifications of gemo_ros.ros_io: audio bytes, images and the /emotion grammar."""
+"""Specifications of gemo_ros.ros_io: audio bytes and images."""
 
 import array
-import json
 
 import numpy as np
 import pytest
 
 from gemo_ros import ros_io
-from gemo_ros.emotions import LEVELS
 
 
 def test_s16le_mono_bytes_become_float32_in_unit_range():
@@ -84,75 +82,6 @@ def test_format_aliases_are_accepted():
 def test_zero_channels_is_an_error():
     with pytest.raises(ros_io.AudioFormatError, match="channels"):
         ros_io.pcm_from_bytes(b"\x00\x00", "S16LE", channels=0)
-
-
-def test_plain_emotion_name_leaves_intensity_to_the_default():
-    cmd = ros_io.parse_emotion_command("Happy")
-    assert (cmd.emotion, cmd.intensity, cmd.transition_s) == ("happy", None, None)
-
-
-def test_name_and_intensity():
-    cmd = ros_io.parse_emotion_command("sad 0.7")
-    assert (cmd.emotion, cmd.intensity) == ("sad", pytest.approx(0.7))
-
-
-def test_colon_integer_is_a_paper_level():
-    for level, value in LEVELS.items():
-        assert ros_io.parse_emotion_command(f"angry:{level}").intensity == pytest.approx(value)
-
-
-def test_colon_float_is_an_intensity():
-    assert ros_io.parse_emotion_command("happy:0.4").intensity == pytest.approx(0.4)
-
-
-def test_trailing_number_is_the_transition_time():
-    cmd = ros_io.parse_emotion_command("fear 0.5 2.0")
-    assert cmd.transition_s == pytest.approx(2.0)
-    assert ros_io.parse_emotion_command("fear:2 1.5").transition_s == pytest.approx(1.5)
-
-
-def test_aliases_map_to_canonical_names():
-    assert ros_io.parse_emotion_command("surprise").emotion == "surprised"
-    assert ros_io.parse_emotion_command("anger 1").emotion == "angry"
-
-
-def test_json_command():
-    cmd = ros_io.parse_emotion_command(
-        json.dumps({"emotion": "disgust", "intensity": 0.3, "transition": 0.5}))
-    assert (cmd.emotion, cmd.intensity, cmd.transition_s) == ("disgusted", 0.3, 0.5)
-
-
-def test_json_level():
-    cmd = ros_io.parse_emotion_command('{"emotion": "sad", "level": 2}')
-    assert cmd.intensity == pytest.approx(2 / 3)
-
-
-def test_out_of_range_intensity_is_clamped_with_a_warning():
-    cmd = ros_io.parse_emotion_command("happy 1.8")
-    assert cmd.intensity == 1.0 and "clamped" in cmd.warnings[0]
-    cmd = ros_io.parse_emotion_command('{"emotion": "happy", "intensity": -2}')
-    assert cmd.intensity == 0.0 and cmd.warnings
-
-
-def test_unknown_emotion_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="neutral, happy, sad"):
-        ros_io.parse_emotion_command("ecstatic 0.5")
-
-
-def test_invalid_json_is_a_clear_error():
-    with pytest.raises(ValueError, match="invalid JSON"):
-        ros_io.parse_emotion_command('{"emotion": "happy",')
-
-
-def test_json_without_emotion_key_is_an_error():
-    with pytest.raises(ValueError, match='"emotion"'):
-        ros_io.parse_emotion_command('{"intensity": 0.5}')
-
-
-@pytest.mark.parametrize("text", ["", "   ", "happy nan", "happy 0.5 1 2", "happy:7", "sad abc"])
-def test_malformed_commands_raise_value_error(text):
-    with pytest.raises(ValueError):
-        ros_io.parse_emotion_command(text)
 
 
 def test_image_message_is_rgb8_with_the_given_stamp():

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gemo_ros.behaviour import IdleConfig
-from gemo_ros.engine import Engine, EngineConfig, FallbackHead, LoudnessStream
+from gemo_ros.engine import Engine, EngineConfig
+from gemo_ros.fallback import FallbackHead, LoudnessStream
 from gemo_ros.runtime import (Inbox, QualityController, QualityLevel, Runtime, RuntimeConfig,
                               quality_ladder, thread_stacks)
 

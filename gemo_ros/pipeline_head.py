@@ -1,0 +1,190 @@
+"""The engine's per-frame adapter over the method's stages (:class:`PipelineHead`)."""
+
+import logging
+import threading
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from gemo_ros.behaviour import IdleState, apply_idle
+from gemo_ros.emotions import NEUTRAL
+from gemo_ros.fallback import LoudnessStream
+from gemo_ros.stages import StageSpec, load_avatar_stage, load_stages
+
+LOG = logging.getLogger(__name__)
+
+
+class PipelineHead:
+    """The method's stages through :class:`gemo_ros.pipeline.TalkingHead`.
+
+    Per frame: ``psi_n`` / ``psi_e`` from the utterance's streaming audio model (or from a
+    silent stream while idle), blinks and gaze overlaid on both (so the emotion
+    displacement is unchanged), the neck pose from idle life, then avatar + residual +
+    render. A stage whose weights are missing is replaced (loudness jaw without the audio
+    model, blendshape-only emotions without the residual) and said once in the log.
+    """
+
+    def __init__(self, config: Any) -> None:
+        """Load the stages named by ``config`` (an :class:`gemo_ros.engine.EngineConfig`)."""
+        from gemo_ros.pipeline import RenderSettings, TalkingHead
+
+        t0 = time.perf_counter()
+        stages = load_stages(StageSpec(config.avatar, config.a2e, config.residual,
+                                       config.device, config.max_gaussians))
+        self.device = stages.device
+        self.head = TalkingHead(stages.avatar, stages.a2e, stages.residual,
+                                settings=RenderSettings(), device=self.device)
+        self._config = config
+        self._lods: Dict[int, Any] = {}       # Gaussians -> TalkingHead, built in background
+        self._lod_lock = threading.Lock()
+        self._settings_cls = RenderSettings
+        self.lookahead_s = config.lookahead_s
+        backend = _render_backend(self.device)
+        self.backend = backend
+        from gemo_ros.render import warm_up
+
+        warm_up(backend)
+        n = int(self.head.canonical.shape[0])
+        self.stages = {
+            "a2e": ("trained model, lookahead %.0f ms" % (1e3 * self._lookahead())
+                    if self.head.a2e is not None else "missing (jaw follows loudness)"),
+            "avatar": f"{config.avatar} ({n} Gaussians)",
+            "residual": (str(config.residual) if self.head.residual is not None
+                         else "missing (emotions by blendshapes only)"),
+            "render": f"{backend} on {self.device}",
+        }
+        LOG.info("stages loaded in %.1f s on %s: %s", time.perf_counter() - t0, self.device,
+                 ", ".join(f"{k}={v}" for k, v in self.stages.items()))
+        self._silence = self.new_stream()
+        self._silence.push(np.zeros(16000, np.float32), 16000)
+        self._silence_t = 0.5
+
+    def _lookahead(self) -> float:
+        from gemo_ros.audio import StreamingA2E
+
+        return StreamingA2E(self.head.a2e, max(self.lookahead_s, 1e-3)).lookahead_s
+
+    def new_stream(self) -> Any:
+        """Return a fresh per-utterance streaming audio model."""
+        if self.head.a2e is None:
+            return LoudnessStream(self.lookahead_s)
+        from gemo_ros.audio import StreamingA2E
+
+        return StreamingA2E(self.head.a2e, max(self.lookahead_s, 1e-3))
+
+    def _coefficients(self, stream: Any, u: float, emotion: int, intensity: float
+                      ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        if stream is None:
+            stream, u = self._silence, self._silence_t
+        psi_n = stream.coefficients(u, NEUTRAL, 0.0)
+        if isinstance(stream, LoudnessStream):
+            from gemo_ros.face.emotion_recipes import combine_with_speech
+
+            psi_e = combine_with_speech(psi_n[None], emotion, float(intensity))[0]
+            return psi_n, np.asarray(psi_e, np.float32), None
+        psi_e = (stream.coefficients(u, emotion, intensity)
+                 if emotion != NEUTRAL and intensity > 0.0 else psi_n)
+        feats = (stream.features(u, self.head.window) if self.head.residual is not None
+                 else None)
+        return psi_n, psi_e, feats
+
+    @property
+    def num_gaussians(self) -> int:
+        """Gaussians of the main level of detail."""
+        return int(self.head.canonical.shape[0])
+
+    def prepare_lod(self, gaussians: int) -> None:
+        """Build a coarser level of detail in a background thread (binding takes ~1 s)."""
+        if not 0 < gaussians < self.num_gaussians:
+            return
+        with self._lod_lock:
+            if gaussians in self._lods:
+                return
+            self._lods[gaussians] = None  # building
+        threading.Thread(target=self._build_lod, args=(gaussians,), name="gemo-lod",
+                         daemon=True).start()
+
+    def _build_lod(self, gaussians: int) -> None:
+        from gemo_ros.pipeline import TalkingHead
+
+        try:
+            t0 = time.perf_counter()
+            avatar = load_avatar_stage(self._config.avatar, gaussians, self.device)
+            head = TalkingHead(avatar, self.head.a2e, self.head.residual,
+                               settings=self.head.settings, device=self.device)
+            with self._lod_lock:
+                self._lods[gaussians] = head
+            LOG.info("level of detail with %d Gaussians ready (%.1f s)", gaussians,
+                     time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - the main level keeps running
+            LOG.warning("level of detail with %d Gaussians failed: %s", gaussians, exc)
+
+    def _head_for(self, gaussians: int) -> Any:
+        if gaussians <= 0:
+            return self.head
+        with self._lod_lock:
+            head = self._lods.get(gaussians)
+        if head is None:
+            self.prepare_lod(gaussians)
+            return self.head
+        return head
+
+    def render(self, stream: Any, u: float, emotion: int, intensity: float, idle: IdleState,
+               cfg: Any, size: Optional[Tuple[int, int]] = None,
+               out_size: Optional[Tuple[int, int]] = None, gaussians: int = 0
+               ) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+        """Return ``(rgb uint8 [H, W, 3], psi_e [52] shown, timings_ms)``.
+
+        ``size`` renders at another size than ``cfg``'s; ``out_size`` scales the image
+        (bilinear) to that size; ``gaussians`` picks a coarser level of detail once built.
+        """
+        t0 = time.perf_counter()
+        psi_n, psi_e, feats = self._coefficients(stream, max(u, 0.0), emotion, intensity)
+        psi_n = apply_idle(psi_n, idle)
+        psi_e = apply_idle(psi_e, idle)
+        t1 = time.perf_counter()
+        width, height = size or (cfg.width, cfg.height)
+        head = self._head_for(gaussians)
+        settings = self._settings_cls(
+            width=width, height=height, yaw_deg=cfg.camera_yaw_deg,
+            pitch_deg=cfg.camera_pitch_deg, distance=cfg.camera_distance,
+            fov_deg=cfg.camera_fov_deg, background=tuple(c / 255.0 for c in cfg.background))
+        # The residual is exactly zero for neutral or intensity 0 (by construction), so the
+        # neutral head is rendered without computing it (saves two mesh posings per frame).
+        emotional = emotion != NEUTRAL and intensity > 0.0
+        frame = head.frame(psi_n, psi_e, feats, emotion, intensity,
+                           idle.neck_rotation(), settings=settings, use_residual=emotional)
+        t2 = time.perf_counter()
+        if out_size is not None and tuple(out_size) != (width, height):
+            rgb = _resize_uint8(frame.image, out_size)
+        else:
+            rgb = frame.to_uint8()
+        t3 = time.perf_counter()
+        timings = {"audio_model": (t1 - t0) * 1e3}
+        timings.update({k: float(v) for k, v in frame.timings_ms.items()})
+        timings["to_uint8"] = (t3 - t2) * 1e3
+        timings["gaussians"] = float(head.canonical.shape[0])
+        return rgb, psi_e, timings
+
+
+def _resize_uint8(rgb: Any, out_size: Tuple[int, int]) -> np.ndarray:
+    """Scale a float ``[H, W, 3]`` image in [0, 1] to ``out_size`` (w, h), bilinear, uint8."""
+    import torch
+
+    x = rgb.permute(2, 0, 1)[None].float()
+    y = torch.nn.functional.interpolate(x, size=(int(out_size[1]), int(out_size[0])),
+                                        mode="bilinear", align_corners=False)
+    return (y[0].permute(1, 2, 0).clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def _render_backend(device: str) -> str:
+    """Name the rasterizer ``backend="auto"`` picks for ``device`` (for the start-up log)."""
+    import torch
+
+    try:
+        from gemo_ros.render import _choose_backend
+
+        return _choose_backend("auto", torch.device(device))
+    except Exception:  # noqa: BLE001 - only a label; the renderer decides when it runs
+        return "gsplat" if str(device).startswith("cuda") else "torch"

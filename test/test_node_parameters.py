@@ -1,0 +1,65 @@
+"""Run-time parameters of avatar_node in the rclpy style: validate in on-set, apply in post-set.
+
+The node runs in this process on a private domain with a missing avatar path, so the
+engine uses the fast fallback head; no DDS peer is needed.
+"""
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("audio_common_msgs.msg")
+
+from rclpy.parameter import Parameter  # noqa: E402
+
+from gemo_ros.node import AvatarNode  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def node(ros_domain):
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_domain["ROS_DOMAIN_ID"]))
+    n = AvatarNode(context=context, parameter_overrides=[
+        Parameter("avatar", value="/nonexistent/avatar.safetensors"),
+        Parameter("device", value="cpu"), Parameter("width", value=32)])
+    yield n
+    n.shutdown()
+    n.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+def test_a_rejected_batch_changes_nothing(node):
+    before_format = node._audio_format
+    before_bg = node.get_parameter("background").value
+    node.runtime.inbox.take()
+    result = node.set_parameters_atomically([
+        Parameter("audio.sample_rate", value=22050),        # fine on its own
+        Parameter("camera.yaw_deg", value=12.0),            # fine on its own
+        Parameter("background", value=[1, 2, 999]),         # refused
+    ])
+    assert not result.successful and "background" in result.reason
+    assert node._audio_format == before_format
+    assert node.get_parameter("audio.sample_rate").value == 16000
+    assert node.get_parameter("background").value == before_bg
+    assert node.runtime.inbox.take()[2] == {}
+
+
+def test_an_accepted_batch_is_applied_after_it_is_set(node):
+    node.runtime.inbox.take()
+    result = node.set_parameters_atomically([
+        Parameter("audio.sample_rate", value=22050), Parameter("camera.yaw_deg", value=12.0),
+        Parameter("idle.blink_interval_s", value=2.0), Parameter("quality.adaptive", value=False),
+    ])
+    assert result.successful
+    assert node._audio_format[0] == 22050
+    settings = node.runtime.inbox.take()[2]
+    assert settings["camera_yaw_deg"] == 12.0 and settings["idle"] == {"blink_interval_s": 2.0}
+    assert node.runtime.quality.adaptive is False
+
+
+def test_out_of_range_and_bad_format_values_are_refused_with_a_reason(node):
+    bad = node.set_parameters([Parameter("audio.sample_format", value="MP3")])[0]
+    assert not bad.successful and "MP3" in bad.reason
+    ranged = node.set_parameters([Parameter("camera.yaw_deg", value=400.0)])[0]
+    assert not ranged.successful
