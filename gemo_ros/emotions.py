@@ -1,5 +1,6 @@
-"""The eight emotion categories (MEAD's, in EMOTE's order), their aliases, intensity rules
-and the ``/emotion`` command grammar.
+"""The eight emotion categories, their aliases, intensity rules and the command grammar.
+
+The categories are MEAD's, in EMOTE's order.
 
 Commands: ``happy``, ``happy 0.7``, ``happy:3`` (paper level 1/2/3), ``happy:0.7``,
 ``happy:0`` (off), an optional transition time in seconds as a last token

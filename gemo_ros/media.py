@@ -1,14 +1,20 @@
-"""Video files and contact sheets: MP4 with muxed audio through imageio-ffmpeg's ffmpeg.
+"""Video files and contact sheets: MP4 with muxed audio through imageio-ffmpeg.
 
-No ROS here; used by ``gemo demo`` and ``gemo render``.
+No ROS here; used by ``gemo demo`` and ``gemo render``. Encoding goes through
+``imageio_ffmpeg.write_frames`` and probing through ``imageio_ffmpeg.read_frames``' header
+metadata, so no ffmpeg command line or log is written or parsed here.
 """
 
 import os
-import subprocess
 import tempfile
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+#: H.264 preset for :func:`write_mp4` (speed over file size; the clips are short).
+X264_PRESET = "veryfast"
+#: AAC bit rate of the muxed audio track.
+AUDIO_BITRATE = "128k"
 
 
 def ffmpeg_exe() -> str:
@@ -23,11 +29,16 @@ def write_mp4(frames: Iterable[np.ndarray], fps: float, path: str,
               crf: int = 18) -> int:
     """Encode ``uint8 [H, W, 3]`` frames as H.264 MP4, muxing mono ``audio`` in [-1, 1] as AAC.
 
-    Frames stream into ffmpeg one at a time (no list of all frames is needed). Width and
-    height are taken from the first frame and must be even for yuv420p, so odd sizes are
-    padded by one pixel. Returns the number of frames written.
+    Frames stream into ffmpeg one at a time through ``imageio_ffmpeg.write_frames`` (no list
+    of all frames is needed), at ``fps`` Hz. Width and height are taken from the first
+    frame; yuv420p needs even sizes, so an odd width or height is padded by one black pixel
+    at the right or bottom. ``audio`` (sampled at ``sample_rate`` Hz) reaches ffmpeg as a
+    temporary 16-bit WAV. ``crf`` is x264's constant rate factor (lower = better). The
+    file is written beside ``path`` under a temporary name and renamed to ``path`` once
+    ffmpeg has finished it. Returns the number of frames written.
 
-    Raises RuntimeError with ffmpeg's message when encoding fails, ValueError on no frames.
+    Raises ValueError on no frames or a frame of another shape or type, RuntimeError when
+    ffmpeg fails (its own message is printed on stderr).
     """
     it = iter(frames)
     try:
@@ -36,40 +47,60 @@ def write_mp4(frames: Iterable[np.ndarray], fps: float, path: str,
         raise ValueError("no frames to write") from None
     if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [H, W, 3], got {first.dtype} {first.shape}")
-    h, w = first.shape[:2]
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    root, ext = os.path.splitext(path)
+    partial = f"{root}.partial{ext or '.mp4'}"
+    if os.path.exists(partial):  # left by an interrupted run
+        os.unlink(partial)
     tmp_wav = None
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:g}",
-           "-i", "-"]
-    if audio is not None and len(audio):
-        import soundfile as sf
+    try:
+        if audio is not None and len(audio):
+            import soundfile as sf
 
-        fd, tmp_wav = tempfile.mkstemp(suffix=".wav")
-        os.close(fd)
-        sf.write(tmp_wav, np.clip(np.asarray(audio, np.float32), -1, 1), int(sample_rate),
-                 subtype="PCM_16")
-        cmd += ["-i", tmp_wav, "-c:a", "aac", "-b:a", "128k"]
-    cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast",
-            "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart", path]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+            fd, tmp_wav = tempfile.mkstemp(suffix=".wav")
+            os.close(fd)
+            sf.write(tmp_wav, np.clip(np.asarray(audio, np.float32), -1, 1),
+                     int(sample_rate), subtype="PCM_16")
+        count = _encode(partial, _chain(first, it), first.shape, fps, crf, tmp_wav)
+        if not os.path.isfile(partial) or os.path.getsize(partial) == 0:
+            raise RuntimeError(f"ffmpeg wrote nothing for {path}")
+        os.replace(partial, path)
+    finally:
+        for tmp in (tmp_wav, partial):
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
+    return count
+
+
+def _encode(path: str, frames: Iterable[np.ndarray], shape: Tuple[int, ...], fps: float,
+            crf: int, wav: Optional[str]) -> int:
+    """Stream ``frames`` of ``shape`` into ``imageio_ffmpeg.write_frames``; return the count."""
+    import imageio_ffmpeg
+
+    h, w = shape[:2]
+    output = ["-preset", X264_PRESET, "-crf", str(int(crf)), "-movflags", "+faststart"]
+    if wav:
+        output += ["-b:a", AUDIO_BITRATE]
+    writer = imageio_ffmpeg.write_frames(
+        path, (w + w % 2, h + h % 2), fps=float(fps), codec="libx264", pix_fmt_out="yuv420p",
+        quality=None, macro_block_size=1, ffmpeg_log_level="error", output_params=output,
+        audio_path=wav, audio_codec="aac" if wav else None)
     count = 0
     try:
-        for frame in _chain(first, it):
-            frame = np.ascontiguousarray(frame, dtype=np.uint8)
-            if frame.shape != first.shape:
-                raise ValueError(f"frame {count} is {frame.shape}, expected {first.shape}")
-            proc.stdin.write(frame.tobytes())
+        writer.send(None)
+        for frame in frames:
+            frame = np.asarray(frame)
+            if frame.shape != shape or frame.dtype != np.uint8:
+                raise ValueError(f"frame {count} is {frame.dtype} {frame.shape}, "
+                                 f"expected uint8 {shape}")
+            if h % 2 or w % 2:
+                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
+            writer.send(np.ascontiguousarray(frame))
             count += 1
-        proc.stdin.close()
-        err = proc.stderr.read().decode(errors="replace")
-        if proc.wait() != 0:
-            raise RuntimeError(f"ffmpeg failed writing {path}: {err.strip()}")
+    except OSError as exc:
+        raise RuntimeError(f"ffmpeg failed writing {path}: {exc}") from exc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        if tmp_wav:
-            os.unlink(tmp_wav)
+        writer.close()  # waits for ffmpeg to finish the file
     return count
 
 
@@ -79,15 +110,23 @@ def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray
 
 
 def probe_duration(path: str) -> float:
-    """Return the duration (s) of a media file as reported by ffmpeg (NaN if unknown)."""
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
-                         text=True).stderr
-    for line in out.splitlines():
-        line = line.strip()
-        if line.startswith("Duration:"):
-            hh, mm, ss = line.split()[1].rstrip(",").split(":")
-            return int(hh) * 3600 + int(mm) * 60 + float(ss)
-    return float("nan")
+    """Return the duration (s) of a video file as ffmpeg reports it (NaN if unknown).
+
+    This is the container's duration (the longer of the video and audio tracks), read from
+    ``imageio_ffmpeg.read_frames``' header metadata (no frame is read). NaN when the file
+    is missing, holds no video track or reports no duration.
+    """
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(path)
+    try:
+        meta = next(reader)
+    except (OSError, RuntimeError, IndexError, AttributeError):
+        return float("nan")
+    finally:
+        reader.close()
+    duration = float(meta.get("duration") or 0.0)
+    return duration if duration > 0 else float("nan")
 
 
 def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], columns: int,

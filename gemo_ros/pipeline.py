@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from gemo_ros.emotions import EMOTIONS, NEUTRAL, emotion_index
+from gemo_ros.imaging import to_uint8
 
 LOG = logging.getLogger(__name__)
 
@@ -85,9 +86,8 @@ class Frame:
     timings_ms: Dict[str, float] = field(default_factory=dict)
 
     def to_uint8(self) -> np.ndarray:
-        """Return the image as ``uint8 [H, W, 3]``."""
-        img = self.image.detach().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-        return img.cpu().numpy()
+        """Return the image as ``uint8 [H, W, 3]`` (:func:`gemo_ros.imaging.to_uint8`)."""
+        return to_uint8(self.image)
 
 
 def _emotion_id(emotion: Emotion) -> int:

@@ -172,10 +172,12 @@ def _resize_uint8(rgb: Any, out_size: Tuple[int, int]) -> np.ndarray:
     """Scale a float ``[H, W, 3]`` image in [0, 1] to ``out_size`` (w, h), bilinear, uint8."""
     import torch
 
+    from gemo_ros.imaging import to_uint8
+
     x = rgb.permute(2, 0, 1)[None].float()
     y = torch.nn.functional.interpolate(x, size=(int(out_size[1]), int(out_size[0])),
                                         mode="bilinear", align_corners=False)
-    return (y[0].permute(1, 2, 0).clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    return to_uint8(y[0].permute(1, 2, 0))
 
 
 def _render_backend(device: str) -> str:

@@ -49,7 +49,7 @@ def resolve_device(device: Union[str, Any, None] = "auto") -> str:
 
 
 def is_disabled(name: Optional[str]) -> bool:
-    """True for the names that switch an optional stage off (None, "", "none")."""
+    """Return True for the names that switch an optional stage off (None, "", "none")."""
     return name is None or str(name).strip().lower() in _DISABLED
 
 

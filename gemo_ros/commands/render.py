@@ -17,6 +17,8 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from gemo_ros.imaging import to_uint8
+
 LOG = logging.getLogger(__name__)
 
 #: Default framing: the whole head, slightly below the eye line, from 0.72 m.
@@ -193,7 +195,7 @@ def render_frame(avatar, expr, yaw_deg: float = 0.0, pitch_deg: float = 0.0,
         bg = torch.tensor(background, dtype=torch.float32, device=device)
         rgb, _, _ = rasterize(**g.render_args(0), viewmat=viewmat, K=K, width=width,
                               height=height, background=bg, backend=backend)
-    return (rgb.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    return to_uint8(rgb)
 
 
 def render_still(request: RenderRequest, avatar=None) -> np.ndarray:
@@ -269,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         emotion = str(getattr(args, "emotion", None) or "neutral")
         audio = getattr(args, "audio", None)
         if audio or emotion.strip().lower() != "neutral":
-            from gemo_ros.ros_io import parse_emotion_command
+            from gemo_ros.emotions import parse_emotion_command
             command = parse_emotion_command(emotion)
             intensity = 0.7 if command.intensity is None else command.intensity
             image = render_pipeline_still(request, command.emotion, intensity, audio,

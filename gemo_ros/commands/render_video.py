@@ -23,7 +23,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from gemo_ros.ros_io import EmotionCommand, parse_emotion_command
+from gemo_ros.emotions import EmotionCommand, parse_emotion_command
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from gemo_ros.imaging import to_uint8
 from gemo_ros.train.losses import psnr, ssim
 from gemo_ros.train.stage1_data import NOVEL_YAWS_DEG, Frame, Stage1Dataset, load_stage1_dataset
 
@@ -148,7 +149,7 @@ def side_by_side(avatar, dataset: Stage1Dataset, path: str, num_test: int = 4,
     for label, imgs in rows.items():
         tiles = []
         for f, img in zip(columns, imgs):
-            tile = (img.numpy() * 255 + 0.5).astype(np.uint8)
+            tile = to_uint8(img)
             name = f"{label}: {'held-out' if f.split == 'test' else f.view}"
             tiles.append(_label(tile, name))
         lines.append(np.concatenate(tiles, axis=1))

@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +36,7 @@ from torch import nn
 from gemo_ros.avatar.binding import quat_to_matrix
 from gemo_ros.avatar.model import ATTRIBUTE_DIMS, GaussianAvatar, Gaussians
 from gemo_ros.face.model import FaceModel, load_face_model
+from gemo_ros.imaging import to_uint8
 from gemo_ros.train.densify import (SPLIT_SCALE_FACTOR, DensifyConfig, GradientStats,
                                     apply_plan, plan_densification)
 from gemo_ros.train.losses import l1_loss, psnr, ssim
@@ -510,7 +510,7 @@ class Stage1Trainer:
         target = b["image"][0] * b["mask"][0] + bg * (1 - b["mask"][0])
         pair = torch.cat([target, rgb.clamp(0, 1)], dim=1)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        Image.fromarray((pair.cpu().numpy() * 255 + 0.5).astype(np.uint8)).save(path)
+        Image.fromarray(to_uint8(pair)).save(path)
 
     def train(self, iterations: Optional[int] = None, workdir: Optional[str] = None,
               progress: bool = True) -> List[Dict[str, float]]:

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from gemo_ros.face.arkit import ARKIT_INDEX, ARKIT_NAMES, NUM_ARKIT
+from gemo_ros.imaging import to_uint8
 
 LOG = logging.getLogger(__name__)
 
@@ -298,10 +299,6 @@ def _load_pixels(frame: Frame, width: int, height: int) -> None:
     frame.mask = torch.from_numpy(np.ascontiguousarray(mask))
 
 
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.detach().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-
-
 def write_stage1_dataset(root: str, frames: Sequence[Frame], width: int, height: int,
                          background: Optional[Sequence[float]] = None,
                          extra: Optional[Dict] = None) -> str:
@@ -317,7 +314,7 @@ def write_stage1_dataset(root: str, frames: Sequence[Frame], width: int, height:
             raise ValueError(f"frame {f.name}: image and mask are required to write it")
         rel = os.path.join("images", f"{f.name}.png")
         rgba = torch.cat([f.image, f.mask], dim=-1)
-        Image.fromarray(_to_uint8(rgba), mode="RGBA").save(os.path.join(root, rel))
+        Image.fromarray(to_uint8(rgba), mode="RGBA").save(os.path.join(root, rel))
         entry = {
             "name": f.name, "image": rel, "split": f.split,
             "K": f.K.tolist(), "viewmat": f.viewmat.tolist(),

@@ -19,8 +19,9 @@ import time
 from dataclasses import asdict
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 import torch
+
+from gemo_ros.imaging import to_uint8
 
 LOG = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def preview(head: Any, frames: Any, path: str, count: int = 6) -> None:
         without, _ = student_images(head, batch, False)
     rows = [batch["image"], with_res.cpu(), without.cpu()]
     grid = torch.cat([torch.cat(list(r), dim=1) for r in rows], dim=0)
-    iio.imwrite(path, (grid.numpy() * 255).round().astype(np.uint8))
+    iio.imwrite(path, to_uint8(grid))
 
 
 def speech_clips(train: int, test: int, seed: int) -> Tuple[list, list]:

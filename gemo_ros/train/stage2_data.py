@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gemo_ros.emotions import EMOTIONS, LEVELS, NEUTRAL, emotion_index
+from gemo_ros.imaging import to_uint8
 from gemo_ros.pipeline import RenderSettings
 
 LOG = logging.getLogger(__name__)
@@ -451,10 +452,6 @@ def render_teacher(head: Any, teacher: EmotionTeacher, psi_e: torch.Tensor,
     return torch.stack(out)
 
 
-def _to_uint8(img: torch.Tensor) -> torch.Tensor:
-    return img.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
-
-
 def generate_synthetic(head: Any, train_clips: Sequence[Clip], test_clips: Sequence[Clip],
                        spec: Optional[SyntheticSpec] = None,
                        teacher: Optional[EmotionTeacher] = None, window: int = 9,
@@ -537,7 +534,7 @@ def generate_synthetic(head: Any, train_clips: Sequence[Clip], test_clips: Seque
         parts["neck"].append(torch.zeros(b, 3))
         parts["viewmat"].append(vm)
         parts["K"].append(kk)
-        parts["image"].append(_to_uint8(img))
+        parts["image"].append(torch.from_numpy(to_uint8(img)))
         parts["test"].append(torch.full((b,), is_test, dtype=torch.bool))
         parts["clip"].append(torch.full((b,), ci, dtype=torch.long))
         parts["time"].append(idx.float() / source.fps)
