@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 next_burst += args.burst_every
             if now >= next_sample:
                 samples.append({"t": now - t0, "rss_mb": _rss_mb(proc.pid),
-                                "cpu_s": _cpu_s(proc.pid)})
+                                "cpu_s": _cpu_s(proc.pid), "load": os.getloadavg()[0]})
                 next_sample += 1.0
             if now - last_print >= 30.0:
                 last_print = now
@@ -327,6 +327,9 @@ def _summarise(args: argparse.Namespace, probe: Probe, samples: List[Dict[str, f
         "stage_ms_median": {k: round(float(np.median(v)), 2) for k, v in stage_ms.items()},
         "watchdog_stalls": max((s.get("stalls", 0) for s in states), default=None),
         "dropped": max((s.get("dropped", 0) for s in states), default=None),
+        "load_avg_mean": round(float(np.mean([s["load"] for s in samples])), 2) if samples
+        else None,
+        "load_avg_max": round(max(s["load"] for s in samples), 2) if samples else None,
         "ctrl_c_s": None if stop_s is None else round(stop_s, 2), "exit_code": exit_code,
         "bursts": len(bursts), "node_log": log_path,
     }
@@ -350,6 +353,8 @@ def markdown(r: Dict[str, Any]) -> str:
              f"- render sizes used by the quality controller: {r['render_sizes']} (median "
              f"{r['render_size_median']}); watchdog "
              f"stalls {r['watchdog_stalls']}; frames dropped by the node {r['dropped']}",
+             f"- machine load average (1 min) during the run: mean {r['load_avg_mean']}, max "
+             f"{r['load_avg_max']} (2 cores; other jobs count too)",
              f"- bad-input bursts: {r['bursts']}; Ctrl-C to exit: {r['ctrl_c_s']} s "
              f"(exit code {r['exit_code']})", "",
              "| window start (s) | fps |", "|---:|---:|"]
