@@ -81,6 +81,9 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
     from gemo_ros.engine import Engine, EngineConfig
     from gemo_ros.pipeline_head import PipelineHead
 
+    on_cuda = str(device).startswith("cuda")
+    if on_cuda:  # peak GPU memory of this configuration alone (models, frames, renderer)
+        torch.cuda.reset_peak_memory_stats()
     cfg = EngineConfig(width=size, height=size, device=device, max_gaussians=max_gaussians,
                        output_latency_s=0.2, **stages)
     head = PipelineHead(cfg)
@@ -158,6 +161,7 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
     res["latency_ms"] = res["lookahead_ms"] + res["e2e"]
     res["speaking"] = bool(state["speaking"])
     res["stages"] = ", ".join(f"{k}={v}" for k, v in head.stages.items())
+    res["gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20 if on_cuda else None
     return res
 
 
@@ -183,6 +187,7 @@ def main() -> int:
     parser.add_argument("--residual", default="default")
     parser.add_argument("--write-docs", action="store_true",
                         help="replace the ## Pipeline section of docs/benchmarks.md")
+    parser.add_argument("--json", default=None, help="also write the rows and table here")
     args = parser.parse_args()
     import torch
 
@@ -199,12 +204,20 @@ def main() -> int:
             print(f"{size}px {r['gaussians']} Gaussians: e2e {r['e2e']:.1f} ms "
                   f"({r['fps']:.1f} fps)", flush=True)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    gpu_mb = (torch.cuda.max_memory_allocated() / 2 ** 20
+    gpu_mb = (max(r["gpu_mb"] for r in rows)  # each configuration's own peak; the largest
               if args.device.startswith("cuda") else None)
     table = _table(rows, args, rss_mb, gpu_mb)
     print(table)
     if args.write_docs:
         _write_docs(table)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"device": args.device, "ros": make_msg is not None, "rows": rows,
+                       "table": table, "rss_mb": rss_mb, "gpu_mb": gpu_mb,
+                       "command": "python bench/pipeline.py " + " ".join(sys.argv[1:])},
+                      f, indent=1)
     return 0
 
 
@@ -230,7 +243,9 @@ def _table(rows, args, rss_mb, gpu_mb) -> str:
     lines.append("Stages: " + "; ".join(sorted({r["stages"] for r in rows})) + ".")
     lines.append("")
     lines.append(f"All times in ms per frame. Peak RSS of the benchmark process: {rss_mb:.0f} MB"
-                 + (f"; peak GPU memory {gpu_mb:.0f} MB." if gpu_mb is not None else "."))
+                 + (f"; peak GPU memory {gpu_mb:.0f} MB (per configuration: "
+                    + ", ".join(f"{r['size']} px {r['gaussians']} Gaussians {r['gpu_mb']:.0f} MB"
+                                for r in rows) + ")." if gpu_mb is not None else "."))
     return "\n".join(lines)
 
 
