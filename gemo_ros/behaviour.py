@@ -24,6 +24,7 @@ import numpy as np
 
 from gemo_ros.emotions import EMOTIONS, NEUTRAL, emotion_index
 from gemo_ros.face.arkit import ARKIT_INDEX
+from gemo_ros.geometry import head_rotation
 
 #: eyeLook* = 1 corresponds to this eye rotation (degrees), the face model's convention.
 EYE_LOOK_MAX_DEG = 30.0
@@ -141,23 +142,7 @@ class IdleState:
         Head frame per ARCHITECTURE.md: +Y up, +Z forward, +X the avatar's left; yaw turns
         toward +X, positive pitch looks up, roll tilts the top of the head toward +X.
         """
-        yaw, pitch, roll = (math.radians(a) for a in self.head_deg)
-        # Compose R = Ry(yaw) Rx(-pitch) Rz(-roll) and take its rotation vector.
-        cy, sy = math.cos(yaw), math.sin(yaw)
-        cp, sp = math.cos(-pitch), math.sin(-pitch)
-        cr, sr = math.cos(-roll), math.sin(-roll)
-        ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-        rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-        rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-        return _rotvec(ry @ rx @ rz)
-
-
-def _rotvec(r: np.ndarray) -> np.ndarray:
-    angle = math.acos(min(max((np.trace(r) - 1.0) * 0.5, -1.0), 1.0))
-    if angle < 1e-9:
-        return np.zeros(3)
-    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
-    return axis * (angle / (2.0 * math.sin(angle)))
+        return head_rotation(*self.head_deg)
 
 
 class IdleBehaviour:

@@ -1,7 +1,10 @@
 """The `gemo` command: demo, render, a2e, train, eval.
 
-Each subcommand lives in its own module exposing ``configure(parser)`` and
-``run(args) -> int``; this file only routes, so importing it stays cheap.
+Each subcommand lives in its own module under ``gemo_ros/commands/`` (``gemo X`` ->
+``commands/X.py``, ``gemo train|eval Y`` -> ``commands/train_Y.py`` / ``commands/eval_Y.py``)
+exposing ``configure(parser)`` and ``run(args) -> int``; the library they call
+(``gemo_ros/train/`` and below) has no command-line code. This file only routes, so
+importing it stays cheap.
 """
 
 import argparse
@@ -16,15 +19,15 @@ COMMANDS = {
     "render": ("gemo_ros.commands.render", "render a still PNG or an MP4 from audio, without ROS"),
     "a2e": ("gemo_ros.commands.a2e", "audio -> per-frame expression coefficients (CSV)"),
     "train": {
-        "a2e": ("gemo_ros.train.a2e", "train the audio-to-expression model"),
-        "stage1": ("gemo_ros.train.stage1",
+        "a2e": ("gemo_ros.commands.train_a2e", "train the audio-to-expression model"),
+        "stage1": ("gemo_ros.commands.train_stage1",
                    "fit a Gaussian blendshape avatar to a person's frames"),
-        "stage2": ("gemo_ros.train.stage2", "train the emotion residual module"),
+        "stage2": ("gemo_ros.commands.train_stage2", "train the emotion residual module"),
     },
     "eval": {
-        "a2e": ("gemo_ros.train.eval_a2e", "evaluate the audio-to-expression model"),
-        "stage1": ("gemo_ros.train.eval_stage1", "evaluate a fitted avatar on held-out frames"),
-        "stage2": ("gemo_ros.train.eval_stage2", "evaluate the emotion residual"),
+        "a2e": ("gemo_ros.commands.eval_a2e", "evaluate the audio-to-expression model"),
+        "stage1": ("gemo_ros.commands.eval_stage1", "evaluate a fitted avatar on held-out frames"),
+        "stage2": ("gemo_ros.commands.eval_stage2", "evaluate the emotion residual"),
     },
 }
 

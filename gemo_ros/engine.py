@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 import numpy as np
@@ -32,6 +32,7 @@ import numpy as np
 from gemo_ros.behaviour import EmotionRamp, IdleBehaviour, IdleConfig
 from gemo_ros.emotions import EMOTIONS, emotion_index
 from gemo_ros.face.arkit import ARKIT_INDEX
+from gemo_ros.framing import ROBOT_PANEL, RenderSettings, background_from_255
 from gemo_ros.log_limiter import LogLimiter
 from gemo_ros.timeline import AudioTimeline, TimelineConfig, Utterance
 
@@ -42,13 +43,38 @@ MAX_QUEUED_AUDIO_S = 300.0
 #: Sample rates accepted by feed_audio (Hz).
 MIN_RATE, MAX_RATE = 4000, 192000
 JAW = ARKIT_INDEX["jawOpen"]
+#: The node's camera setting names -> :class:`RenderSettings` fields.
+CAMERA_KEYS = {"camera_yaw_deg": "yaw_deg", "camera_pitch_deg": "pitch_deg",
+               "camera_distance": "distance", "camera_fov_deg": "fov_deg"}
+
+
+def camera_settings(camera: RenderSettings = ROBOT_PANEL, **changes: Any) -> RenderSettings:
+    """Return ``camera`` with the node's camera settings applied.
+
+    ``changes``: any of :data:`CAMERA_KEYS` (degrees, metres) and ``background`` (0-255
+    RGB, the node's parameter). Raises ValueError on another name or a bad colour.
+    """
+    fields: Dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "background":
+            fields["background"] = background_from_255(value)
+        elif key in CAMERA_KEYS:
+            fields[CAMERA_KEYS[key]] = float(value)
+        else:
+            raise ValueError(f"unknown camera setting {key!r}; valid: "
+                             f"{', '.join(sorted(CAMERA_KEYS))}, background")
+    return replace(camera, **fields) if fields else camera
 
 
 @dataclass
 class EngineConfig:
     """Engine settings (the node's parameters map onto these).
 
-    Sizes in pixels, angles in degrees, times in seconds, colours as 0-255 RGB.
+    Sizes in pixels, angles in degrees, times in seconds. ``camera``: the framing
+    (:class:`gemo_ros.framing.RenderSettings`; its width and height are replaced by this
+    config's, or by a quality rung's). ``reconfigure`` also takes the node's names
+    ``camera_yaw_deg``, ``camera_pitch_deg``, ``camera_distance``, ``camera_fov_deg`` and
+    ``background`` (0-255 RGB) for the camera's fields (:func:`camera_settings`).
     ``max_gaussians``: level of detail (-1 auto: all on CUDA, CPU_MAX_GAUSSIANS on CPU;
     0 all). ``threads``: torch CPU threads (0 = torch's default).
     """
@@ -59,11 +85,7 @@ class EngineConfig:
     avatar: str = "default"
     a2e: str = "default"
     residual: str = "default"
-    camera_yaw_deg: float = 0.0
-    camera_pitch_deg: float = 0.0
-    camera_distance: float = 0.65
-    camera_fov_deg: float = 22.0
-    background: Tuple[int, int, int] = (18, 22, 30)
+    camera: RenderSettings = ROBOT_PANEL
     lookahead_s: float = 0.12
     output_latency_s: float = 0.2
     gap_s: float = 0.3
@@ -73,6 +95,21 @@ class EngineConfig:
     max_gaussians: int = -1
     threads: int = 0
     idle: IdleConfig = field(default_factory=IdleConfig)
+
+    def updated(self, **changes: Any) -> "EngineConfig":
+        """Return a copy with ``changes`` applied (the node's camera names included).
+
+        Camera settings (:data:`CAMERA_KEYS`, ``background`` 0-255) go into ``camera``;
+        ``idle`` is not handled here. Raises ValueError on an unknown name.
+        """
+        camera = {k: changes.pop(k) for k in list(changes)
+                  if k in CAMERA_KEYS or k == "background"}
+        for key in changes:
+            if key not in self.__dataclass_fields__:
+                raise ValueError(f"unknown engine setting {key!r}")
+        if camera:
+            changes["camera"] = camera_settings(self.camera, **camera)
+        return replace(self, **changes)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
@@ -249,11 +286,11 @@ class Engine:
         """Change settings at run time (camera, background, idle, emotion defaults, latency)."""
         with self._lock:
             idle_changes = changes.pop("idle", None)
-            for key, value in changes.items():
-                if not hasattr(self.config, key):
-                    raise ValueError(f"unknown engine setting {key!r}")
-                setattr(self.config, key, value)
-            self.config.validate()
+            new = self.config.updated(**changes)
+            new.validate()
+            for key in new.__dataclass_fields__:
+                if key != "idle":
+                    setattr(self.config, key, getattr(new, key))
             self.timeline.config.output_latency_s = self.config.output_latency_s
             self.timeline.config.gap_s = self.config.gap_s
             if idle_changes:

@@ -143,6 +143,7 @@ class FallbackHead:
         coeffs = apply_idle(coeffs, idle)
         t1 = time.perf_counter()
         w, h = out_size or size or (cfg.width, cfg.height)
-        rgb = schematic_face(coeffs, w, h, cfg.background, idle.head_deg, emotion, intensity)
+        rgb = schematic_face(coeffs, w, h, cfg.camera.background_255(), idle.head_deg, emotion,
+                             intensity)
         t2 = time.perf_counter()
         return rgb, coeffs, {"audio_model": (t1 - t0) * 1e3, "render": (t2 - t1) * 1e3}

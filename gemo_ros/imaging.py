@@ -1,4 +1,4 @@
-"""Float image -> ``uint8`` conversion: one helper, one rounding rule, used everywhere.
+"""Images: float -> ``uint8`` (one helper, one rounding rule), PNG files, colours.
 
 The rule: clamp to [0, 1], multiply by 255, round to the nearest level with ties to even
 (``torch.round`` / ``np.rint``), cast to ``uint8``. So 0 -> 0, 1 -> 255, and a value
@@ -6,7 +6,8 @@ The rule: clamp to [0, 1], multiply by 255, round to the nearest level with ties
 has no defined level).
 """
 
-from typing import Any
+import os
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -42,3 +43,22 @@ def to_uint8(image: Any) -> np.ndarray:
         x = x.float()
     x = x.clamp(0.0, 1.0)
     return x.mul_(255.0).round_().to(torch.uint8).cpu().numpy()
+
+
+def save_png(image: np.ndarray, path: str) -> None:
+    """Write ``uint8 [H, W, 3]`` to a PNG, creating the parent folder."""
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def parse_color(text: str) -> Tuple[float, float, float]:
+    """Parse ``"0.9,0.9,0.95"`` (0..1) or ``"#e0e4ea"`` into an RGB triple in [0, 1]."""
+    t = text.strip()
+    if t.startswith("#") and len(t) == 7:
+        return tuple(int(t[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
+    parts = [float(p) for p in t.split(",")]
+    if len(parts) != 3 or not all(0.0 <= p <= 1.0 for p in parts):
+        raise ValueError(f"background must be R,G,B in [0, 1] or #rrggbb, got {text!r}")
+    return tuple(parts)

@@ -15,7 +15,6 @@ of them waits for anything), so Ctrl-C is always seen at once. Bad input is logg
 line per kind of problem per few seconds) and never stops the frames. docs/node.md says why.
 """
 
-import dataclasses
 import functools
 import json
 import logging
@@ -38,7 +37,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from gemo_ros import ros_io
 from gemo_ros.behaviour import IdleConfig
 from gemo_ros.emotions import parse_emotion_command
-from gemo_ros.engine import Engine, EngineConfig
+from gemo_ros.engine import Engine, EngineConfig, camera_settings
 from gemo_ros.log_limiter import LogLimiter
 from gemo_ros.stages import CPU_MAX_GAUSSIANS
 from gemo_ros.runtime import Runtime, RuntimeConfig
@@ -96,10 +95,10 @@ PARAMETERS: Dict[str, Dict[str, Any]] = {
     "camera.yaw_deg": _p(0.0, "camera yaw around the head (deg); + sees the avatar's left "
                          "cheek", -90.0, 90.0),
     "camera.pitch_deg": _p(0.0, "camera pitch (deg); + looks down from above", -60.0, 60.0),
-    "camera.distance": _p(_ENG.camera_distance, "camera distance from the head centre (m)",
+    "camera.distance": _p(_ENG.camera.distance, "camera distance from the head centre (m)",
                           0.2, 3.0),
-    "camera.fov_deg": _p(_ENG.camera_fov_deg, "vertical field of view (deg)", 5.0, 120.0),
-    "background": _p(list(_ENG.background), "background colour [r, g, b], 0-255"),
+    "camera.fov_deg": _p(_ENG.camera.fov_deg, "vertical field of view (deg)", 5.0, 120.0),
+    "background": _p(list(_ENG.camera.background_255()), "background colour [r, g, b], 0-255"),
     "audio.sample_rate": _p(16000, "sample rate of /audio in Hz (audio_info overrides)",
                             4000, 192000, step=1),
     "audio.channels": _p(1, "interleaved channels of /audio (audio_info overrides)", 1, 32,
@@ -259,10 +258,10 @@ class AvatarNode(Node):
             avatar=self._param("avatar"), a2e=self._param("a2e_model"),
             residual=self._param("residual_model"),
             max_gaussians=int(self._param("max_gaussians")), threads=int(self._param("threads")),
-            camera_yaw_deg=self._param("camera.yaw_deg"),
-            camera_pitch_deg=self._param("camera.pitch_deg"),
-            camera_distance=self._param("camera.distance"),
-            camera_fov_deg=self._param("camera.fov_deg"), background=bg,
+            camera=camera_settings(camera_yaw_deg=self._param("camera.yaw_deg"),
+                                   camera_pitch_deg=self._param("camera.pitch_deg"),
+                                   camera_distance=self._param("camera.distance"),
+                                   camera_fov_deg=self._param("camera.fov_deg"), background=bg),
             lookahead_s=self._param("audio.lookahead_s"),
             output_latency_s=self._param("audio.output_latency_s"),
             gap_s=self._param("audio.gap_s"),
@@ -357,7 +356,7 @@ class AvatarNode(Node):
             ch = int(merged.get("audio.channels", self._param("audio.channels")))
             audio_format = (rate, ch, fmt)
         if changes:
-            dataclasses.replace(self.engine.config, **changes).validate()
+            self.engine.config.updated(**changes).validate()
         if idle:
             IdleConfig(**{**asdict(self.engine.idle.config), **idle})
             changes["idle"] = idle

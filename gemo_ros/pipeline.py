@@ -24,44 +24,12 @@ import numpy as np
 import torch
 
 from gemo_ros.emotions import EMOTIONS, NEUTRAL, emotion_index
+from gemo_ros.framing import RenderSettings
 from gemo_ros.imaging import to_uint8
 
 LOG = logging.getLogger(__name__)
 
 Emotion = Union[int, str]
-
-
-@dataclass
-class RenderSettings:
-    """Camera and image settings of a render (degrees and metres at this surface).
-
-    Attributes:
-        width, height: image size in pixels.
-        yaw_deg, pitch_deg: orbit camera angles (``render.camera.orbit_camera``).
-        distance: camera distance from ``target`` in metres.
-        fov_deg: vertical field of view in degrees.
-        target: point the camera looks at (head frame, metres).
-        background: RGB in [0, 1] behind the head.
-        backend: renderer backend (``"auto"``, ``"torch"``, ``"gsplat"``).
-    """
-
-    width: int = 256
-    height: int = 256
-    yaw_deg: float = 0.0
-    pitch_deg: float = 0.0
-    distance: float = 0.65
-    fov_deg: float = 22.0
-    target: Tuple[float, float, float] = (0.0, -0.01, 0.0)
-    background: Tuple[float, float, float] = (18 / 255, 22 / 255, 30 / 255)
-    backend: str = "auto"
-
-    def camera(self, device: Union[str, torch.device] = "cpu"
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(viewmat [4, 4], K [3, 3])`` for these settings."""
-        from gemo_ros.render import orbit_camera
-
-        return orbit_camera(self.yaw_deg, self.pitch_deg, self.distance, self.fov_deg,
-                            self.width, self.height, target=self.target, device=device)
 
 
 @dataclass
@@ -188,39 +156,18 @@ class TalkingHead:
     @classmethod
     def load(cls, avatar: str = "default", a2e: Optional[str] = "default",
              residual: Optional[str] = "default", settings: Optional[RenderSettings] = None,
-             device: str = "auto") -> "TalkingHead":
-        """Load the stages by name or path; ``None`` (or a missing default) skips a stage.
+             device: str = "auto", max_gaussians: int = 0) -> "TalkingHead":
+        """Load the stages by :func:`gemo_ros.stages.load_stages`'s rules and join them.
 
-        ``device="auto"`` picks CUDA when available, else CPU.
+        ``a2e`` / ``residual``: ``"default"``, a path, or ``"none"`` / None to leave the stage
+        out; ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``max_gaussians``: level
+        of detail (0 = every Gaussian).
         """
-        from gemo_ros.avatar import load_avatar
+        from gemo_ros.stages import StageSpec, load_stages
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        av = load_avatar(avatar)
-        a2e_model = None
-        if a2e is not None:
-            from gemo_ros.audio import load_a2e
-
-            try:
-                a2e_model = load_a2e(a2e)
-            except FileNotFoundError as exc:
-                if a2e != "default":
-                    raise
-                LOG.warning("no audio-to-expression weights (%s): speech will not move the "
-                            "mouth", exc)
-        res = None
-        if residual is not None:
-            from gemo_ros.avatar.residual import load_residual
-
-            try:
-                res = load_residual(residual)
-            except FileNotFoundError as exc:
-                if residual != "default":
-                    raise
-                LOG.warning("no emotion residual weights (%s): emotions use blendshapes only",
-                            exc)
-        return cls(av, a2e_model, res, settings=settings, device=device)
+        stages = load_stages(StageSpec(avatar, a2e, residual, device, max_gaussians))
+        return cls(stages.avatar, stages.a2e, stages.residual, settings=settings,
+                   device=stages.device)
 
     def _check_residual(self) -> None:
         cfg = self.residual.config

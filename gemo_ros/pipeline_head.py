@@ -27,18 +27,19 @@ class PipelineHead:
 
     def __init__(self, config: Any) -> None:
         """Load the stages named by ``config`` (an :class:`gemo_ros.engine.EngineConfig`)."""
-        from gemo_ros.pipeline import RenderSettings, TalkingHead
+        from gemo_ros.pipeline import TalkingHead
 
         t0 = time.perf_counter()
         stages = load_stages(StageSpec(config.avatar, config.a2e, config.residual,
                                        config.device, config.max_gaussians))
         self.device = stages.device
         self.head = TalkingHead(stages.avatar, stages.a2e, stages.residual,
-                                settings=RenderSettings(), device=self.device)
+                                settings=config.camera, device=self.device)
         self._config = config
         self._lods: Dict[int, Any] = {}       # Gaussians -> TalkingHead, built in background
         self._lod_lock = threading.Lock()
-        self._settings_cls = RenderSettings
+        self._camera: Any = None               # the config's framing the cache was built for
+        self._sized: Dict[Tuple[int, int], Any] = {}  # (w, h) -> RenderSettings
         self.lookahead_s = config.lookahead_s
         backend = _render_backend(self.device)
         self.backend = backend
@@ -130,6 +131,15 @@ class PipelineHead:
             return self.head
         return head
 
+    def _settings(self, camera: Any, width: int, height: int) -> Any:
+        """Return the framing at ``width x height``, built once per framing and size."""
+        if camera is not self._camera:
+            self._camera, self._sized = camera, {}
+        settings = self._sized.get((width, height))
+        if settings is None:
+            settings = self._sized[(width, height)] = camera.resized(width, height)
+        return settings
+
     def render(self, stream: Any, u: float, emotion: int, intensity: float, idle: IdleState,
                cfg: Any, size: Optional[Tuple[int, int]] = None,
                out_size: Optional[Tuple[int, int]] = None, gaussians: int = 0
@@ -146,10 +156,7 @@ class PipelineHead:
         t1 = time.perf_counter()
         width, height = size or (cfg.width, cfg.height)
         head = self._head_for(gaussians)
-        settings = self._settings_cls(
-            width=width, height=height, yaw_deg=cfg.camera_yaw_deg,
-            pitch_deg=cfg.camera_pitch_deg, distance=cfg.camera_distance,
-            fov_deg=cfg.camera_fov_deg, background=tuple(c / 255.0 for c in cfg.background))
+        settings = self._settings(cfg.camera, width, height)
         # The residual is exactly zero for neutral or intensity 0 (by construction), so the
         # neutral head is rendered without computing it (saves two mesh posings per frame).
         emotional = emotion != NEUTRAL and intensity > 0.0

@@ -150,5 +150,5 @@ def test_render_request_from_arguments():
         ["--expression", "eyeBlinkLeft=1", "--yaw", "-30", "--size", "64", "--height", "48",
          "--background", "#ffffff"]))
     assert req.expression == {"eyeBlinkLeft": 1.0}
-    assert (req.width, req.height, req.yaw_deg) == (64, 48, -30.0)
-    assert req.background == (1.0, 1.0, 1.0)
+    assert (req.framing.width, req.framing.height, req.framing.yaw_deg) == (64, 48, -30.0)
+    assert req.framing.background == (1.0, 1.0, 1.0)

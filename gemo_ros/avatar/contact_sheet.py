@@ -10,9 +10,13 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 from typing import List, Sequence, Tuple
 
 import numpy as np
+
+from gemo_ros.framing import PORTRAIT, RenderSettings, render_frame
+from gemo_ros.imaging import save_png
 
 LOG = logging.getLogger(__name__)
 
@@ -20,6 +24,12 @@ VIEW_YAWS = (-60.0, -30.0, 0.0, 30.0, 60.0)
 #: Blendshape tiles frame the face (not the whole head) so small motions stay visible.
 FACE_TARGET = (0.0, -0.02, 0.02)
 FACE_DISTANCE = 0.50
+
+
+def face_framing(tile: int) -> RenderSettings:
+    """Return the portrait framing closed in on the face, ``tile`` pixels square."""
+    return replace(PORTRAIT, width=tile, height=tile, distance=FACE_DISTANCE,
+                   target=FACE_TARGET)
 
 
 def label_tiles(tiles: Sequence[np.ndarray], labels: Sequence[str], cols: int,
@@ -43,9 +53,9 @@ def label_tiles(tiles: Sequence[np.ndarray], labels: Sequence[str], cols: int,
 def render_views(avatar, yaws: Sequence[float] = VIEW_YAWS, tile: int = 160
                  ) -> Tuple[List[np.ndarray], List[str]]:
     """Neutral face at each yaw (degrees): tiles and labels."""
-    from gemo_ros.commands.render import render_frame
     expr = avatar.expression_vector({})
-    tiles = [render_frame(avatar, expr, yaw, 0.0, tile, tile) for yaw in yaws]
+    tiles = [render_frame(avatar, expr, replace(PORTRAIT, width=tile, height=tile, yaw_deg=yaw))
+             for yaw in yaws]
     return tiles, [f"yaw {yaw:+.0f}" for yaw in yaws]
 
 
@@ -54,13 +64,11 @@ def render_blendshapes(avatar, names: Sequence[str] = (), tile: int = 160, weigh
     """Each blendshape at ``weight`` (default: all of the avatar's): tiles and labels."""
     from tqdm import tqdm
 
-    from gemo_ros.commands.render import render_frame
     names = list(names or avatar.expression_names)
     tiles = []
     for name in tqdm(names, desc="blendshapes", leave=False):
         expr = avatar.expression_vector({name: weight})
-        tiles.append(render_frame(avatar, expr, 0.0, 0.0, tile, tile, distance=FACE_DISTANCE,
-                                  target=FACE_TARGET))
+        tiles.append(render_frame(avatar, expr, face_framing(tile)))
     return tiles, names
 
 
@@ -69,7 +77,6 @@ def main(argv: Sequence[str] = None) -> int:
     import torch
 
     from gemo_ros.avatar import load_avatar
-    from gemo_ros.commands.render import save_png
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--avatar", default="default")
     parser.add_argument("--out", default="docs/contact_sheets")
@@ -84,9 +91,7 @@ def main(argv: Sequence[str] = None) -> int:
     save_png(label_tiles(tiles, labels, cols=len(tiles)),
              os.path.join(args.out, "neutral_views.png"))
     tiles, labels = render_blendshapes(avatar, tile=args.tile)
-    from gemo_ros.commands.render import render_frame
-    tiles.insert(0, render_frame(avatar, neutral, 0.0, 0.0, args.tile, args.tile,
-                                 distance=FACE_DISTANCE, target=FACE_TARGET))
+    tiles.insert(0, render_frame(avatar, neutral, face_framing(args.tile)))
     labels.insert(0, "neutral")
     save_png(label_tiles(tiles, labels, cols=args.cols),
              os.path.join(args.out, "blendshapes.png"))

@@ -19,20 +19,23 @@ transition, or JSON); ``#`` starts a comment. Example::
 import argparse
 import math
 import sys
+from dataclasses import replace
 from typing import List, Tuple
 
 import numpy as np
 
 from gemo_ros.emotions import EmotionCommand, parse_emotion_command
+from gemo_ros.framing import VIDEO, RenderSettings
+from gemo_ros.imaging import parse_color
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the MP4 options that ``parser`` does not have yet (shared with the still render)."""
-    have = set(parser._option_string_actions)  # noqa: SLF001 - avoid clashing with stills
-
     def add(flag: str, **kw) -> None:
-        if flag not in have:
+        try:
             parser.add_argument(flag, **kw)
+        except argparse.ArgumentError:  # the parser has this option already (shared with stills)
+            pass
 
     add("--audio", default=None, help="speech WAV/FLAC; with -o *.mp4 renders a video")
     add("--emotion", default="neutral",
@@ -77,17 +80,20 @@ def _emotion_arg(value) -> EmotionCommand:
     return parse_emotion_command(f"{name} {intensity}" if intensity is not None else name)
 
 
-def _background_arg(value) -> Tuple[int, int, int]:
-    """Background as 0-255 RGB from ``--background`` (string or [0, 1] triple); default dark."""
-    if value is None:
-        from gemo_ros.engine import EngineConfig
-
-        return tuple(EngineConfig.background)
-    if isinstance(value, str):
-        from gemo_ros.commands.render import parse_color
-
-        value = parse_color(value)
-    return tuple(int(round(255 * float(c))) for c in value)
+def video_framing(args: argparse.Namespace) -> RenderSettings:
+    """Return the MP4's framing: :data:`gemo_ros.framing.VIDEO` with the camera options given."""
+    size = int(getattr(args, "size", None) or VIDEO.width)
+    changes = {"width": int(getattr(args, "width", None) or size),
+               "height": int(getattr(args, "height", None) or size)}
+    for arg, name in (("yaw", "yaw_deg"), ("pitch", "pitch_deg"), ("distance", "distance"),
+                      ("fov", "fov_deg")):
+        value = getattr(args, arg, None)
+        if value is not None:
+            changes[name] = float(value)
+    background = getattr(args, "background", None)
+    if background:
+        changes["background"] = parse_color(background)
+    return replace(VIDEO, **changes)
 
 
 def render_video(args: argparse.Namespace) -> int:
@@ -112,20 +118,15 @@ def render_video(args: argparse.Namespace) -> int:
         track = [(0.0, _emotion_arg(getattr(args, "emotion", None)))]
         if args.emotion_track:
             track += read_emotion_track(args.emotion_track)
-        size = int(getattr(args, "size", 256) or 256)
-        width = int(getattr(args, "width", None) or size)
-        height = int(getattr(args, "height", None) or size)
+        camera = video_framing(args)
+        width, height = camera.width, camera.height
         clock = [0.0]
         cfg = EngineConfig(width=width, height=height, device=getattr(args, "device", "auto"),
                            avatar=getattr(args, "avatar", "default"),
                            a2e=getattr(args, "a2e", "default") or "default",
                            residual=getattr(args, "residual", "default") or "default",
                            max_gaussians=int(getattr(args, "max_gaussians", 0)),
-                           camera_yaw_deg=float(getattr(args, "yaw", 0.0)),
-                           camera_pitch_deg=float(getattr(args, "pitch", 0.0)),
-                           camera_distance=float(getattr(args, "distance", None) or 0.65),
-                           camera_fov_deg=float(getattr(args, "fov", None) or 22.0),
-                           background=_background_arg(getattr(args, "background", None)),
+                           camera=camera,
                            idle=IdleConfig(enabled=not getattr(args, "no_idle", False)))
         engine = Engine(cfg, clock=lambda: clock[0])
         for w in engine.feed_audio(wave, rate, playback_time=0.0, arrival_time=-1e6).warnings:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from gemo_ros.face.arkit import ARKIT_INDEX, ARKIT_NAMES
+from gemo_ros.geometry import axis_angle_to_matrix
 
 LOG = logging.getLogger(__name__)
 
@@ -23,22 +24,6 @@ JAW_SIDE_MAX = 0.10
 JAW_FORWARD_MAX = 0.006
 EYE_PITCH_MAX = 0.38
 EYE_YAW_MAX = 0.50
-
-
-def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula: axis-angle ``[..., 3]`` (radians) -> rotation ``[..., 3, 3]``."""
-    theta = torch.linalg.norm(aa, dim=-1, keepdim=True)
-    # Small-angle safe: sin(t)/t and (1-cos t)/t^2 by Taylor expansion near 0.
-    t2 = theta * theta
-    small = theta < 1e-4
-    safe = torch.where(small, torch.ones_like(theta), theta)
-    a = torch.where(small, 1.0 - t2 / 6.0, torch.sin(safe) / safe)
-    b = torch.where(small, 0.5 - t2 / 24.0, (1.0 - torch.cos(safe)) / (safe * safe))
-    x, y, z = aa.unbind(-1)
-    zero = torch.zeros_like(x)
-    Kx = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(aa.shape[:-1] + (3, 3))
-    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(Kx)
-    return eye + a[..., None] * Kx + b[..., None] * (Kx @ Kx)
 
 
 class FaceModel(nn.Module):

@@ -39,6 +39,8 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from gemo_ros.geometry import quat_to_rotmat
+
 #: gsplat's constants.
 ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_ALPHA = 0.999
@@ -113,16 +115,6 @@ def eval_sh(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
     bases = sh_bases(degree, dirs)
     rgb = (bases.unsqueeze(-1) * coeffs[..., :n_bases, :]).sum(dim=-2)
     return torch.clamp_min(rgb + 0.5, 0.0)
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """Return rotation matrices ``[..., 3, 3]`` from ``wxyz`` quaternions (any norm)."""
-    q = torch.nn.functional.normalize(quats, dim=-1)
-    w, x, y, z = q.unbind(-1)
-    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
-    return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
 
 
 def project(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,

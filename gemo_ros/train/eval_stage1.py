@@ -7,8 +7,6 @@ the ground truth over white, and reports the mean per-frame PSNR and SSIM per sp
 per novel view). ``--image`` writes a side-by-side figure (ground truth above, avatar below).
 """
 
-import argparse
-import json
 import logging
 import math
 import os
@@ -19,7 +17,7 @@ import torch
 
 from gemo_ros.imaging import to_uint8
 from gemo_ros.train.losses import psnr, ssim
-from gemo_ros.train.stage1_data import NOVEL_YAWS_DEG, Frame, Stage1Dataset, load_stage1_dataset
+from gemo_ros.train.stage1_data import NOVEL_YAWS_DEG, Frame, Stage1Dataset
 
 LOG = logging.getLogger(__name__)
 
@@ -157,48 +155,3 @@ def side_by_side(avatar, dataset: Stage1Dataset, path: str, num_test: int = 4,
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     Image.fromarray(figure).save(path)
     return figure
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``gemo eval stage1`` arguments."""
-    parser.add_argument("--avatar", required=True, help="fitted avatar (.safetensors)")
-    parser.add_argument("--data", required=True, help="Stage 1 dataset folder")
-    parser.add_argument("--image", default=None, help="write a side-by-side PNG here")
-    parser.add_argument("--json", default=None, help="write the metrics as JSON here")
-    parser.add_argument("--compare", default=None,
-                        help="another avatar to add as a row of the figure (e.g. the GT)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat"))
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = keep)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``gemo eval stage1``."""
-    from gemo_ros.avatar.io import load_avatar
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dataset = load_stage1_dataset(args.data, splits=("test", "novel", "train"))
-    avatar = load_avatar(args.avatar, device=device)
-    results = evaluate(avatar, dataset, backend=args.backend, device=device)
-    if not results:
-        LOG.warning("%s has no test or novel frames: nothing to evaluate", args.data)
-    for split, res in results.items():
-        print(f"{split:6s} PSNR {res['psnr']:6.2f} dB  SSIM {res['ssim']:.4f}  "
-              f"({res['frames']} frames)")
-        for view, v in res.get("views", {}).items():
-            print(f"  {view:8s} PSNR {v['psnr']:6.2f} dB  SSIM {v['ssim']:.4f}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"avatar": args.avatar, "data": args.data, **results}, fh, indent=1)
-    if args.image:
-        extra = {}
-        if args.compare:
-            extra[os.path.basename(args.compare)] = load_avatar(args.compare, device=device)
-        side_by_side(avatar, dataset, args.image, backend=args.backend, device=device,
-                     extra=extra)
-        print(f"wrote {args.image}")
-    return 0

@@ -12,7 +12,6 @@ emotion, rendered through :class:`gemo_ros.pipeline.TalkingHead` over the demo s
 """
 
 import argparse
-import json
 import logging
 import os
 from typing import Any, Dict, List, Optional
@@ -27,50 +26,20 @@ LOG = logging.getLogger(__name__)
 VARIANTS = ("residual", "blendshapes", "neutral")
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Declare the command-line options of ``gemo eval stage2``."""
-    parser.add_argument("--avatar", default="default", help="avatar name or file")
-    parser.add_argument("--max-gaussians", type=int, default=12000,
-                        help="evaluate this level of detail (0 = every Gaussian)")
-    parser.add_argument("--a2e", default="default", help="a2e weights ('none' = stand-in)")
-    parser.add_argument("--residual", default="default", help="residual weights to evaluate")
-    parser.add_argument("--data", default=None,
-                        help="Stage 2 dataset folder (its test split); default: synthetic")
-    parser.add_argument("--size", type=int, default=80, help="image size of synthetic frames")
-    parser.add_argument("--test-clips", type=int, default=1,
-                        help="held-out espeak clips besides the demo clip")
-    parser.add_argument("--frames", type=int, default=3, help="frames per (clip, emotion, level)")
-    parser.add_argument("--json", default=None, help="write the metrics as JSON here")
-    parser.add_argument("--table", default=None, help="write the markdown table here")
-    parser.add_argument("--sheet", default=None,
-                        help="write the contact sheet PNG here "
-                             "(e.g. docs/stage2_contact_sheet.png)")
-    parser.add_argument("--sheet-size", type=int, default=160, help="contact-sheet tile size")
-    parser.add_argument("--sheet-emotion", default="happy", help="emotion of the yaw row")
-    parser.add_argument("--sheet-time", type=float, default=1.2,
-                        help="seconds into the demo speech shown on the sheet")
-    parser.add_argument("--sheet-only", action="store_true",
-                        help="only write the contact sheet (no metrics)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
-
-
 def load_head(avatar: str, a2e: Optional[str], residual: str, device: str = "cpu",
               max_gaussians: int = 0) -> Any:
-    """Load avatar (at a level of detail), a2e (unless 'none') and residual weights."""
-    from gemo_ros.avatar import load_avatar
-    from gemo_ros.avatar.residual import load_residual
+    """Load avatar (at a level of detail), a2e (unless 'none') and residual weights.
+
+    By :func:`gemo_ros.stages.load_stages`'s rules; the residual is required here (it is
+    what is evaluated): ValueError when it is "none" or missing.
+    """
     from gemo_ros.pipeline import TalkingHead
-    from gemo_ros.avatar import level_of_detail
+    from gemo_ros.stages import StageSpec, load_stages
 
-    model = None
-    if a2e not in (None, "none"):
-        from gemo_ros.audio import load_a2e
-
-        model = load_a2e(a2e)
-    av = level_of_detail(load_avatar(avatar), max_gaussians)
-    return TalkingHead(av, model, load_residual(residual), device=device)
+    stages = load_stages(StageSpec(avatar, a2e, residual, device, max_gaussians))
+    if stages.residual is None:
+        raise ValueError(f"no emotion residual to evaluate (--residual {residual})")
+    return TalkingHead(stages.avatar, stages.a2e, stages.residual, device=stages.device)
 
 
 def heldout_frames(head: Any, args: argparse.Namespace) -> Any:
@@ -199,40 +168,3 @@ def contact_sheet(head: Any, path: str, size: int = 160, emotion: str = "happy",
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     sheet.save(path)
     return np.asarray(sheet)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``gemo eval stage2``."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(max(1, args.threads))
-    try:
-        head = load_head(args.avatar, args.a2e, args.residual, max_gaussians=args.max_gaussians)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"gemo eval stage2: {exc}")
-        return 2
-    if args.sheet_only:
-        if not args.sheet:
-            print("gemo eval stage2: --sheet-only needs --sheet PATH")
-            return 2
-        contact_sheet(head, args.sheet, args.sheet_size, args.sheet_emotion, args.sheet_time)
-        LOG.info("wrote %s", args.sheet)
-        return 0
-    frames = heldout_frames(head, args)
-    metrics = evaluate(head, frames, progress=not args.no_progress)
-    table = markdown_table(metrics)
-    print(table)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(metrics, fh, indent=1)
-    if args.table:
-        with open(args.table, "w") as fh:
-            fh.write(table)
-    if args.sheet:
-        contact_sheet(head, args.sheet, args.sheet_size, args.sheet_emotion, args.sheet_time)
-        LOG.info("wrote %s", args.sheet)
-    better = (metrics["overall"]["residual"]["psnr"] > metrics["overall"]["blendshapes"]["psnr"]
-              and metrics["overall"]["residual"]["ssim"]
-              > metrics["overall"]["blendshapes"]["ssim"])
-    LOG.info("residual %s the blendshape-only head on held-out frames",
-             "improves on" if better else "does NOT improve on")
-    return 0

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from gemo_ros.face.arkit import ARKIT_INDEX, ARKIT_NAMES, NUM_ARKIT
+from gemo_ros.geometry import matrix_to_axis_angle
 from gemo_ros.imaging import to_uint8
 
 LOG = logging.getLogger(__name__)
@@ -415,18 +416,6 @@ def random_expression(rng: np.random.Generator, max_active: int = 5) -> np.ndarr
         expr[ARKIT_INDEX["eyeBlinkLeft"]] = expr[ARKIT_INDEX["eyeBlinkRight"]] = \
             rng.uniform(0.5, 1.0)
     return expr
-
-
-def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices ``[..., 3, 3]`` -> axis-angle ``[..., 3]`` (radians, angle < pi)."""
-    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0).clamp(-1.0, 1.0)
-    angle = torch.acos(cos)
-    axis = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
-                        R[..., 1, 0] - R[..., 0, 1]], -1)
-    sin = torch.sin(angle)
-    scale = torch.where(sin.abs() > 1e-6, angle / (2.0 * sin).clamp_min(1e-12),
-                        torch.full_like(angle, 0.5))
-    return axis * scale[..., None]
 
 
 def derived_joint_rotations(face, expr: torch.Tensor,

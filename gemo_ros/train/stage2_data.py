@@ -204,7 +204,7 @@ class EmotionTeacher:
         col = col + i * self.pallor[e].to(dev)[..., None] * (pale - col)
         geo = self.geo[e].to(dev)
         if neck_rotation is not None:
-            from gemo_ros.face.model import axis_angle_to_matrix
+            from gemo_ros.geometry import axis_angle_to_matrix
 
             rot = axis_angle_to_matrix(neck_rotation.to(dev).float())  # [B, 3, 3]
             geo = torch.einsum("bij,bnj->bni", rot, geo)
