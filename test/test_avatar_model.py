@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from gemo_ros.avatar import ATTRIBUTE_DIMS, GaussianAvatar
-from gemo_ros.avatar.binding import matrix_to_quat, quat_multiply, quat_to_matrix
+from gemo_ros.geometry import matrix_to_quat, quat_multiply, quat_to_matrix
 from gemo_ros.avatar.procedural import build_default_avatar
 from gemo_ros.face import ARKIT_NAMES
 from gemo_ros.face import default_head as dh
-from gemo_ros.face.model import axis_angle_to_matrix
+from gemo_ros.geometry import axis_angle_to_matrix
 from gemo_ros.render import orbit_camera, rasterize
 
 

@@ -7,7 +7,7 @@ import torch
 
 from gemo_ros.face import ARKIT_NAMES, load_face_model
 from gemo_ros.face import default_head as dh
-from gemo_ros.face.model import axis_angle_to_matrix
+from gemo_ros.geometry import axis_angle_to_matrix
 
 JOINT_DRIVEN = {n for n in ARKIT_NAMES if n.startswith("jaw") or n.startswith("eyeLook")}
 

@@ -157,7 +157,8 @@ def test_synthetic_training_cameras_avoid_the_novel_yaws(tiny_dataset) -> None:
 
 
 def test_written_joint_rotations_match_what_the_face_model_derives(tiny_dataset) -> None:
-    from gemo_ros.face.model import axis_angle_to_matrix, load_face_model
+    from gemo_ros.face.model import load_face_model
+    from gemo_ros.geometry import axis_angle_to_matrix
     from gemo_ros.train.stage1_data import derived_joint_rotations
     face = load_face_model("default")
     batch = tiny_dataset.stack(tiny_dataset.split("train"))

@@ -44,6 +44,12 @@ class RenderRequest:
     device: str = "auto"
     output: str = "face.png"
 
+    def neck_rotation(self) -> Optional[np.ndarray]:
+        """Return the head turn as axis-angle ``[3]`` radians, or None for a frontal head."""
+        if not (self.head_yaw_deg or self.head_pitch_deg):
+            return None
+        return head_rotation(self.head_yaw_deg, self.head_pitch_deg)
+
 
 def parse_expression(text: str) -> Dict[str, float]:
     """Parse ``"jawOpen=0.8,mouthSmileLeft=0.5"`` into ``{name: weight}`` (ARKit names).
@@ -141,10 +147,9 @@ def render_still(request: RenderRequest, avatar=None) -> np.ndarray:
     else:
         avatar = avatar.to(device)
     expr = avatar.expression_vector(request.expression, device=device)
-    neck = None
-    if request.head_yaw_deg or request.head_pitch_deg:
-        neck = torch.tensor(head_rotation(request.head_yaw_deg, request.head_pitch_deg),
-                            dtype=torch.float32, device=device)[None]
+    neck = request.neck_rotation()
+    if neck is not None:
+        neck = torch.tensor(neck, dtype=torch.float32, device=device)[None]
     return render_frame(avatar, expr, request.framing, neck_rotation=neck)
 
 
@@ -168,9 +173,8 @@ def render_pipeline_still(request: RenderRequest, emotion: str = "neutral",
             raise FileNotFoundError(f"audio file not found: {audio_path}")
         data, rate = sf.read(audio_path, dtype="float32", always_2d=True)
         audio = data.mean(axis=1)
-    neck = None
-    if request.head_yaw_deg or request.head_pitch_deg:
-        neck = head_rotation(request.head_yaw_deg, request.head_pitch_deg).tolist()
+    neck = request.neck_rotation()
+    neck = None if neck is None else neck.tolist()
     frame = head.still(emotion, intensity, audio=audio, sample_rate=rate, time_s=time_s,
                        expression=request.expression, neck_rotation=neck)
     return frame.to_uint8()
