@@ -30,8 +30,8 @@ from gemo_ros.geometry import head_rotation
 EYE_LOOK_MAX_DEG = 30.0
 
 
-def smoothstep(s: float) -> float:
-    """Return the cubic ease ``3s^2 - 2s^3`` of ``s`` clipped to [0, 1]."""
+def ease_in_out(s: float) -> float:
+    """Return the cubic ease ``3s^2 - 2s^3`` of ``s`` clipped to [0, 1] (a smoothstep)."""
     s = min(max(s, 0.0), 1.0)
     return s * s * (3.0 - 2.0 * s)
 
@@ -80,13 +80,13 @@ class EmotionRamp:
         if s <= 0.0:
             return self._from
         if e0 == e1 or i0 == 0.0 or e0 == NEUTRAL:
-            return e1, i0 + (i1 - i0) * smoothstep(s)
+            return e1, i0 + (i1 - i0) * ease_in_out(s)
         if i1 == 0.0 or e1 == NEUTRAL:
-            return e0, i0 * (1.0 - smoothstep(s))
+            return e0, i0 * (1.0 - ease_in_out(s))
         # two different emotions: down through neutral, then up
         if s < 0.5:
-            return e0, i0 * (1.0 - smoothstep(2.0 * s))
-        return e1, i1 * smoothstep(2.0 * s - 1.0)
+            return e0, i0 * (1.0 - ease_in_out(2.0 * s))
+        return e1, i1 * ease_in_out(2.0 * s - 1.0)
 
 
 # --- idle life -----------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ class IdleBehaviour:
                 continue
             s = (t - self._blinks[j]) / dur
             if 0.0 <= s < 1.0:
-                v = smoothstep(s / 0.35) if s < 0.35 else 1.0 - smoothstep((s - 0.35) / 0.65)
+                v = ease_in_out(s / 0.35) if s < 0.35 else 1.0 - ease_in_out((s - 0.35) / 0.65)
                 value = max(value, v)
         return value
 
@@ -229,7 +229,7 @@ class IdleBehaviour:
         i = max(bisect.bisect_right(self._sacc_t, t) - 1, 0)
         target = self._sacc_gaze[i]
         prev = self._sacc_gaze[i - 1] if i > 0 else target
-        s = smoothstep((t - self._sacc_t[i]) / 0.05)
+        s = ease_in_out((t - self._sacc_t[i]) / 0.05)
         return (prev[0] + (target[0] - prev[0]) * s, prev[1] + (target[1] - prev[1]) * s)
 
     def head(self, t: float, speaking: bool = False) -> Tuple[float, float, float]:

@@ -54,6 +54,25 @@ def emotion_index(name: str) -> int:
         ) from None
 
 
+def emotion_id(emotion: Any) -> int:
+    """Return the id of an emotion given by name / alias or by id (int-like, not bool).
+
+    Raises ValueError for an unknown name, an id outside ``0..len(EMOTIONS) - 1`` or
+    anything else.
+    """
+    if isinstance(emotion, str):
+        return emotion_index(emotion)
+    if isinstance(emotion, bool):
+        raise ValueError(f"emotion must be a name or an id, got {emotion!r}")
+    try:
+        idx = int(emotion)
+    except (TypeError, ValueError):
+        raise ValueError(f"emotion must be a name or an id, got {emotion!r}") from None
+    if not 0 <= idx < len(EMOTIONS):
+        raise ValueError(f"emotion id {idx} outside 0..{len(EMOTIONS) - 1}")
+    return idx
+
+
 def canonical_emotion(name: str) -> str:
     """Return the canonical name of an emotion name or alias."""
     return EMOTIONS[emotion_index(name)]

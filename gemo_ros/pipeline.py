@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from gemo_ros.emotions import EMOTIONS, NEUTRAL, emotion_index
+from gemo_ros.emotions import NEUTRAL, emotion_id
 from gemo_ros.framing import RenderSettings
 from gemo_ros.imaging import to_uint8
 
@@ -56,15 +56,6 @@ class Frame:
     def to_uint8(self) -> np.ndarray:
         """Return the image as ``uint8 [H, W, 3]`` (:func:`gemo_ros.imaging.to_uint8`)."""
         return to_uint8(self.image)
-
-
-def _emotion_id(emotion: Emotion) -> int:
-    if isinstance(emotion, str):
-        return emotion_index(emotion)
-    idx = int(emotion)
-    if not 0 <= idx < len(EMOTIONS):
-        raise ValueError(f"emotion id {idx} outside 0..{len(EMOTIONS) - 1}")
-    return idx
 
 
 def face_model_of(avatar: Any) -> Any:
@@ -223,7 +214,7 @@ class TalkingHead:
                                               int(self.a2e.sample_rate)))
         wave_t = wave_t.to(self.device)[None]
         feats = self.a2e.encode(wave_t)
-        e = torch.tensor([_emotion_id(emotion)], device=self.device)
+        e = torch.tensor([emotion_id(emotion)], device=self.device)
         zero = torch.zeros(1, device=self.device)
         psi_n = self.a2e.decode(feats, torch.zeros_like(e), zero)
         psi_e = self.a2e.decode(feats, e, torch.tensor([float(intensity)], device=self.device))
@@ -370,7 +361,7 @@ class TalkingHead:
             A :class:`Frame`.
         """
         t0 = time.perf_counter()
-        e = torch.tensor([_emotion_id(emotion)], device=self.device)
+        e = torch.tensor([emotion_id(emotion)], device=self.device)
         i = torch.tensor([min(max(float(intensity), 0.0), 1.0)], device=self.device)
         if not math.isfinite(float(intensity)):
             raise ValueError(f"intensity must be finite, got {intensity}")
@@ -408,7 +399,7 @@ class TalkingHead:
             settings: render settings for this still.
             use_residual: False gives the blendshape-only baseline.
         """
-        e_id = _emotion_id(emotion)
+        e_id = emotion_id(emotion)
         if not time_s >= 0.0:
             raise ValueError(f"time must be >= 0 s, got {time_s}")
         if self.a2e is not None:

@@ -85,3 +85,12 @@ def test_colon_zero_means_intensity_zero():
 def test_a_brace_anywhere_is_reported_as_json_not_as_an_unknown_name():
     with pytest.raises(ValueError, match="invalid JSON"):
         parse_emotion_command("not json {")
+
+
+def test_emotion_id_takes_names_aliases_and_ids_and_nothing_else():
+    from gemo_ros.emotions import EMOTIONS, emotion_id
+
+    assert emotion_id("happy") == EMOTIONS.index("happy") == emotion_id(EMOTIONS.index("happy"))
+    for bad in (True, -1, len(EMOTIONS), "bored", None):
+        with pytest.raises(ValueError):
+            emotion_id(bad)

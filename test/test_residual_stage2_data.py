@@ -8,7 +8,7 @@ import torch
 
 from gemo_ros.emotions import EMOTIONS, emotion_index
 from gemo_ros.pipeline import RenderSettings, TalkingHead
-from gemo_ros.train.stage2_data import (Clip, DatasetError, EmotionTeacher, Stage2Frames,
+from gemo_ros.train.stage2_data import (SpeechClip, DatasetError, EmotionTeacher, Stage2Frames,
                                         SyntheticSpec, generate_synthetic,
                                         load_stage2_dataset, write_stage2_dataset)
 
@@ -28,10 +28,10 @@ def head(avatar):
     return TalkingHead(avatar, None, None, settings=RenderSettings(backend="torch"))
 
 
-def tone(seconds: float, rate: int = 16000) -> Clip:
+def tone(seconds: float, rate: int = 16000) -> SpeechClip:
     t = np.arange(int(seconds * rate)) / rate
     wave = 0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    return Clip(f"tone{seconds}", wave.astype(np.float32), rate)
+    return SpeechClip(f"tone{seconds}", wave.astype(np.float32), rate)
 
 
 @pytest.fixture(scope="module")

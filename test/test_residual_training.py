@@ -10,7 +10,7 @@ import torch
 from gemo_ros.avatar.residual import EmotionResidual, ResidualConfig, load_residual
 from gemo_ros.pipeline import RenderSettings, TalkingHead
 from gemo_ros.train import stage2
-from gemo_ros.train.stage2_data import Clip, SyntheticSpec, generate_synthetic
+from gemo_ros.train.stage2_data import SpeechClip, SyntheticSpec, generate_synthetic
 
 
 @pytest.mark.slow
@@ -26,7 +26,7 @@ def test_training_reduces_the_photometric_error_and_saves_weights(tmp_path):
                        settings=RenderSettings(backend="torch"))
     rate = 16000
     t = np.arange(rate // 2) / rate
-    clip = Clip("tone", (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), rate)
+    clip = SpeechClip("tone", (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), rate)
     spec = SyntheticSpec(size=32, intensities_per_emotion=1, frames_per_intensity=2,
                          test_frames_per_level=1, test_levels=(1.0,), seed=1,
                          yaw_deg=(-10.0, 10.0), pitch_deg=(0.0, 0.0))

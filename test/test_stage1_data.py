@@ -9,23 +9,23 @@ import torch
 from PIL import Image
 
 from gemo_ros.face.arkit import ARKIT_INDEX, ARKIT_NAMES
-from gemo_ros.train.stage1_data import (DatasetError, Frame, load_stage1_dataset,
+from gemo_ros.train.stage1_data import (DatasetError, Stage1Frame, load_stage1_dataset,
                                         write_stage1_dataset)
 
 W, H = 16, 12
 
 
-def _frame(i: int, split: str = "train") -> Frame:
+def _frame(i: int, split: str = "train") -> Stage1Frame:
     g = torch.Generator().manual_seed(i)
     expr = torch.zeros(52)
     expr[ARKIT_INDEX["jawOpen"]] = 0.5
-    return Frame(name=f"f{i:03d}", split=split,
-                 K=torch.tensor([[20.0, 0, W / 2], [0, 20.0, H / 2], [0, 0, 1]]),
-                 viewmat=torch.eye(4), expression=expr,
-                 joints={"neck": torch.tensor([0.0, 0.1, 0.0]), "jaw": torch.zeros(3),
-                         "eye_left": torch.zeros(3), "eye_right": torch.zeros(3)},
-                 image=torch.rand(H, W, 3, generator=g),
-                 mask=(torch.rand(H, W, 1, generator=g) > 0.5).float())
+    return Stage1Frame(name=f"f{i:03d}", split=split,
+                       K=torch.tensor([[20.0, 0, W / 2], [0, 20.0, H / 2], [0, 0, 1]]),
+                       viewmat=torch.eye(4), expression=expr,
+                       joints={"neck": torch.tensor([0.0, 0.1, 0.0]), "jaw": torch.zeros(3),
+                               "eye_left": torch.zeros(3), "eye_right": torch.zeros(3)},
+                       image=torch.rand(H, W, 3, generator=g),
+                       mask=(torch.rand(H, W, 1, generator=g) > 0.5).float())
 
 
 @pytest.fixture()

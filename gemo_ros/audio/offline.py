@@ -7,7 +7,8 @@ import torch
 
 from gemo_ros.audio.model import AudioToExpression
 from gemo_ros.audio.signal import check_rate, resample, to_float_mono
-from gemo_ros.audio.streaming import _check_intensity, _emotion_id
+from gemo_ros.audio.streaming import _check_intensity
+from gemo_ros.emotions import emotion_id
 
 
 def infer_utterance(model: AudioToExpression, samples, rate: int,
@@ -30,7 +31,7 @@ def infer_utterance(model: AudioToExpression, samples, rate: int,
     """
     rate = check_rate(rate)
     x = resample(to_float_mono(samples), rate, model.sample_rate)
-    eid = _emotion_id(emotion)
+    eid = emotion_id(emotion)
     inten = _check_intensity(intensity)
     dev = next(model.parameters()).device
     with torch.no_grad():

@@ -20,7 +20,7 @@ import torch
 
 from gemo_ros.audio.model import AudioToExpression
 from gemo_ros.audio.signal import StreamResampler, check_rate, to_float_mono
-from gemo_ros.emotions import emotion_index
+from gemo_ros.emotions import emotion_id
 
 logger = logging.getLogger(__name__)
 EmotionLike = Union[str, int]
@@ -219,7 +219,7 @@ class StreamingA2E:
         times = np.asarray(times, np.float64).reshape(-1)
         for t in times:
             _check_time(t)
-        eid = _emotion_id(emotion)
+        eid = emotion_id(emotion)
         inten = _check_intensity(intensity)
         x = times * self.fps
         k0 = np.floor(x).astype(np.int64)
@@ -259,12 +259,3 @@ def _check_intensity(intensity: float) -> float:
     if not np.isfinite(i) or not -1e-6 <= i <= 1.0 + 1e-6:
         raise ValueError(f"intensity must be in [0, 1], got {intensity!r}")
     return min(max(i, 0.0), 1.0)
-
-
-def _emotion_id(emotion: EmotionLike) -> int:
-    if isinstance(emotion, (int, np.integer)) and not isinstance(emotion, bool):
-        from gemo_ros.emotions import EMOTIONS
-        if not 0 <= int(emotion) < len(EMOTIONS):
-            raise ValueError(f"emotion id {emotion} out of range [0, {len(EMOTIONS) - 1}]")
-        return int(emotion)
-    return emotion_index(emotion)

@@ -5,7 +5,8 @@ import json
 import logging
 from typing import Dict
 
-from gemo_ros.train.eval_a2e import espeak_clips, evaluate_set, hibari_clips, plot_clip
+from gemo_ros.train.eval_a2e import (evaluate_set, heldout_espeak_clips, hibari_clips,
+                                     plot_clip)
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     model = load_a2e(args.weights)
     results: Dict[str, Dict] = {}
-    sets = {"espeak_heldout": espeak_clips(args.espeak_clips)}
+    sets = {"espeak_heldout": heldout_espeak_clips(args.espeak_clips)}
     if args.hibari_clips > 0:
         clips, reason = hibari_clips(args.hibari_clips)
         if clips:

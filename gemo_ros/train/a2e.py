@@ -53,7 +53,7 @@ def eval_voices() -> List[str]:
 
 
 @dataclass
-class Clip:
+class PhoneClip:
     """One training clip: int16 audio at 16 kHz and its phone timeline (seconds)."""
 
     audio: np.ndarray                   # [S] int16
@@ -62,7 +62,7 @@ class Clip:
     text: str
 
 
-def synth_clip(rng: np.random.Generator, voices: Sequence[str]) -> Clip:
+def synth_clip(rng: np.random.Generator, voices: Sequence[str]) -> PhoneClip:
     """Speak 1-2 random sentences with a random voice, rate, pitch and surrounding silence."""
     from scipy.signal import resample_poly
 
@@ -91,8 +91,8 @@ def synth_clip(rng: np.random.Generator, voices: Sequence[str]) -> Clip:
         t += int(gap * DATA_RATE) / DATA_RATE
     wave = np.concatenate(pieces)
     wave = np.clip(wave, -1.0, 1.0)
-    return Clip(audio=(wave * 32767).astype(np.int16), phones=phones, voice=voice,
-                text=" ".join(texts))
+    return PhoneClip(audio=(wave * 32767).astype(np.int16), phones=phones, voice=voice,
+                     text=" ".join(texts))
 
 
 def _gen_shard(args: Tuple[int, int, List[str], str]) -> str:
@@ -134,12 +134,21 @@ def generate_dataset(out_dir: str, n_clips: int, voices: Sequence[str], seed: in
     return sorted(os.path.join(out_dir, p) for p in os.listdir(out_dir) if p.endswith(".pkl"))
 
 
-def load_clips(paths: Sequence[str]) -> List[Clip]:
+class _ShardUnpickler(pickle.Unpickler):
+    """Read shards written before :class:`PhoneClip` was renamed (they name it ``Clip``)."""
+
+    def find_class(self, module: str, name: str):
+        if module == __name__ and name == "Clip":
+            return PhoneClip
+        return super().find_class(module, name)
+
+
+def load_clips(paths: Sequence[str]) -> List[PhoneClip]:
     """Load clips from pickle shards."""
-    clips: List[Clip] = []
+    clips: List[PhoneClip] = []
     for p in paths:
         with open(p, "rb") as f:
-            clips += pickle.load(f)
+            clips += _ShardUnpickler(f).load()
     return clips
 
 
@@ -199,7 +208,7 @@ def augment(x: np.ndarray, rng: np.random.Generator, rate: int = DATA_RATE) -> n
 
 
 # ---------------------------------------------------------------------------- targets
-def clip_targets(clip: Clip, fps: float = 50.0, hop: int = 320) -> np.ndarray:
+def clip_targets(clip: PhoneClip, fps: float = 50.0, hop: int = 320) -> np.ndarray:
     """Neutral speech curves ``[T, 52]`` of a clip, ``T = ceil(S / hop)`` (frame k at k/fps)."""
     from gemo_ros.train.visemes import speech_curves
 
@@ -221,7 +230,7 @@ def channel_weights() -> np.ndarray:
     return w
 
 
-def _batch(clips: Sequence[Clip], targets: Sequence[np.ndarray], idx: Sequence[int],
+def _batch(clips: Sequence[PhoneClip], targets: Sequence[np.ndarray], idx: Sequence[int],
            rng: np.random.Generator, model, aug: bool, max_frames: int = 120,
            n_emotions: int = 3):
     """Build a training batch of random crops (with true audio context around each crop).
@@ -321,7 +330,7 @@ def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights):
     return decoder_loss(model, model.encode(wave), neutral, emo, emos, inten, mask, weights)
 
 
-def finetune_decoder(model, clips: Sequence[Clip], targets: Sequence[np.ndarray],
+def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.ndarray],
                      steps: int, lr: float, seed: int, batch: int = 32):
     """Train only the decoder on cached encoder features of augmented clips (fast).
 

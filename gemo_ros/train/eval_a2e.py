@@ -52,7 +52,7 @@ class EvalClip:
                                                                       source, text)
 
 
-def espeak_clips(n: int, seed: int = 777) -> List[EvalClip]:
+def heldout_espeak_clips(n: int, seed: int = 777) -> List[EvalClip]:
     """Synthesise ``n`` clips with held-out espeak voices (16 kHz)."""
     from gemo_ros.train.a2e import DATA_RATE, eval_voices, synth_clip
 

@@ -17,14 +17,14 @@ import torch
 
 from gemo_ros.imaging import to_uint8
 from gemo_ros.train.losses import psnr, ssim
-from gemo_ros.train.stage1_data import NOVEL_YAWS_DEG, Frame, Stage1Dataset
+from gemo_ros.train.stage1_data import NOVEL_YAWS_DEG, Stage1Frame, Stage1Dataset
 
 LOG = logging.getLogger(__name__)
 
 WHITE = (1.0, 1.0, 1.0)
 
 
-def render_frame(avatar, frame: Frame, width: int, height: int, backend: str = "auto",
+def render_frame(avatar, frame: Stage1Frame, width: int, height: int, backend: str = "auto",
                  device: str = "cpu", background: Sequence[float] = WHITE) -> torch.Tensor:
     """Render ``avatar`` for one frame's expression, neck and camera: ``[H, W, 3]`` on CPU."""
     from gemo_ros.render import rasterize
@@ -38,7 +38,7 @@ def render_frame(avatar, frame: Frame, width: int, height: int, backend: str = "
     return rgb.clamp(0.0, 1.0).cpu()
 
 
-def ground_truth(frame: Frame, background: Sequence[float] = WHITE) -> torch.Tensor:
+def ground_truth(frame: Stage1Frame, background: Sequence[float] = WHITE) -> torch.Tensor:
     """Return the frame's image composited over ``background``: ``[H, W, 3]``."""
     bg = torch.tensor(background)
     return frame.image * frame.mask + bg * (1.0 - frame.mask)
@@ -85,7 +85,7 @@ def evaluate(avatar, dataset: Stage1Dataset, splits: Sequence[str] = ("test", "n
     return results
 
 
-def _orbit_frames(dataset: Stage1Dataset, yaws: Sequence[float]) -> List[Frame]:
+def _orbit_frames(dataset: Stage1Dataset, yaws: Sequence[float]) -> List[Stage1Frame]:
     """Neutral frames at given yaws, at the distance and intrinsics of the first frame.
 
     Used for datasets without a ``novel`` split (real captures): there is no ground truth,
@@ -97,10 +97,10 @@ def _orbit_frames(dataset: Stage1Dataset, yaws: Sequence[float]) -> List[Frame]:
     out = []
     for yaw in yaws:
         eye = (dist * math.sin(math.radians(yaw)), 0.0, dist * math.cos(math.radians(yaw)))
-        out.append(Frame(name=f"orbit_yaw{yaw:+.0f}", split="novel", K=ref.K,
-                         viewmat=look_at(eye), expression=torch.zeros_like(ref.expression),
-                         joints={k: torch.zeros(3) for k in ref.joints},
-                         view=f"yaw{yaw:+.0f}"))
+        out.append(Stage1Frame(name=f"orbit_yaw{yaw:+.0f}", split="novel", K=ref.K,
+                               viewmat=look_at(eye), expression=torch.zeros_like(ref.expression),
+                               joints={k: torch.zeros(3) for k in ref.joints},
+                               view=f"yaw{yaw:+.0f}"))
     return out
 
 

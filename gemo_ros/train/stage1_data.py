@@ -21,6 +21,7 @@ from PIL import Image
 
 from gemo_ros.face.arkit import ARKIT_INDEX, ARKIT_NAMES, NUM_ARKIT
 from gemo_ros.geometry import matrix_to_axis_angle
+from gemo_ros.train.errors import DatasetError
 from gemo_ros.imaging import to_uint8
 
 LOG = logging.getLogger(__name__)
@@ -34,12 +35,8 @@ SPLITS = ("train", "test", "novel")
 EXPR_TOLERANCE = 0.05
 
 
-class DatasetError(ValueError):
-    """A Stage 1 dataset is missing a file or holds inconsistent data."""
-
-
 @dataclass
-class Frame:
+class Stage1Frame:
     """One training or evaluation frame (tensors are float32 on the CPU).
 
     Attributes:
@@ -74,17 +71,17 @@ class Stage1Dataset:
     root: str
     width: int
     height: int
-    frames: List[Frame]
+    frames: List[Stage1Frame]
     background: Optional[List[float]] = None
     meta: Dict = field(default_factory=dict)
 
-    def split(self, name: str) -> List[Frame]:
+    def split(self, name: str) -> List[Stage1Frame]:
         """Return the frames of one split: ``train``, ``test`` or ``novel``."""
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
         return [f for f in self.frames if f.split == name]
 
-    def stack(self, frames: Sequence[Frame]) -> Dict[str, torch.Tensor]:
+    def stack(self, frames: Sequence[Stage1Frame]) -> Dict[str, torch.Tensor]:
         """Stack frames into batched tensors (images must be loaded).
 
         Returns a dict with ``image [B,H,W,3]``, ``mask [B,H,W,1]``, ``K [B,3,3]``,
@@ -208,7 +205,7 @@ def load_stage1_dataset(root: str, load_images: bool = True,
         for n in names:
             split_of[n] = split_name
 
-    frames: List[Frame] = []
+    frames: List[Stage1Frame] = []
     seen = set()
     for i, entry in enumerate(meta["frames"]):
         where = f"{index_path}: frame {i}"
@@ -264,9 +261,9 @@ def load_stage1_dataset(root: str, load_images: bool = True,
             raise DatasetError(f"{where}: missing image file {image_path}")
         if mask_path and not os.path.isfile(mask_path):
             raise DatasetError(f"{where}: missing mask file {mask_path}")
-        frame = Frame(name=name, split=split, K=K, viewmat=viewmat, expression=expression,
-                      joints=joints, view=str(entry.get("view", "")),
-                      image_path=image_path, mask_path=mask_path)
+        frame = Stage1Frame(name=name, split=split, K=K, viewmat=viewmat, expression=expression,
+                            joints=joints, view=str(entry.get("view", "")),
+                            image_path=image_path, mask_path=mask_path)
         if splits is not None and split not in splits:
             continue
         if load_images:
@@ -280,7 +277,7 @@ def load_stage1_dataset(root: str, load_images: bool = True,
                          background=background, meta=meta)
 
 
-def _load_pixels(frame: Frame, width: int, height: int) -> None:
+def _load_pixels(frame: Stage1Frame, width: int, height: int) -> None:
     """Read a frame's image and mask into ``frame.image`` / ``frame.mask``."""
     arr = _read_image(frame.image_path, width, height)
     if arr.ndim == 2:
@@ -300,7 +297,7 @@ def _load_pixels(frame: Frame, width: int, height: int) -> None:
     frame.mask = torch.from_numpy(np.ascontiguousarray(mask))
 
 
-def write_stage1_dataset(root: str, frames: Sequence[Frame], width: int, height: int,
+def write_stage1_dataset(root: str, frames: Sequence[Stage1Frame], width: int, height: int,
                          background: Optional[Sequence[float]] = None,
                          extra: Optional[Dict] = None) -> str:
     """Write frames (images and masks loaded) as a Stage 1 dataset folder.
@@ -494,8 +491,8 @@ def generate_synthetic(out_dir: str, avatar, config: SyntheticConfig,
                                     config.height)
         joints = {k: v[0] for k, v in derived_joint_rotations(
             gt.face, expr_t[None], neck_t[None]).items()}
-        frames.append(Frame(name=name, split=split, K=K, viewmat=viewmat, expression=expr_t,
-                            joints=joints, image=image, mask=mask, view=view))
+        frames.append(Stage1Frame(name=name, split=split, K=K, viewmat=viewmat, expression=expr_t,
+                                  joints=joints, image=image, mask=mask, view=view))
     extra = {"synthetic": {"appearance": config.appearance, "seed": config.seed,
                            "gt_avatar": str(gt.metadata.get("name", "")),
                            "gt_gaussians": gt.num_gaussians,

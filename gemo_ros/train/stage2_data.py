@@ -27,7 +27,8 @@ import torch
 
 from gemo_ros.emotions import EMOTIONS, LEVELS, NEUTRAL, emotion_index
 from gemo_ros.imaging import to_uint8
-from gemo_ros.pipeline import RenderSettings
+from gemo_ros.framing import RenderSettings
+from gemo_ros.train.errors import DatasetError
 
 LOG = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ NUM_EXPR = 52
 
 #: Linear-RGB luminance weights (Rec. 709).
 LUMA = (0.2126, 0.7152, 0.0722)
-
-
-class DatasetError(ValueError):
-    """A Stage 2 dataset on disk is malformed; the message names the file and the field."""
 
 
 # ----------------------------------------------------------------------------- teacher
@@ -280,7 +277,7 @@ class Stage2Frames:
 
 # ----------------------------------------------------------------------------- speech
 @dataclass
-class Clip:
+class SpeechClip:
     """A speech clip: mono float32 samples, their rate and a name."""
 
     name: str
@@ -288,7 +285,7 @@ class Clip:
     sample_rate: int
 
 
-def demo_clip() -> Clip:
+def demo_clip() -> SpeechClip:
     """Return the bundled demo utterance (``gemo_ros/assets/demo_speech.wav``)."""
     from importlib import resources
 
@@ -296,10 +293,10 @@ def demo_clip() -> Clip:
 
     path = str(resources.files("gemo_ros").joinpath("assets", "demo_speech.wav"))
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    return Clip("demo_speech", audio.mean(axis=1), int(rate))
+    return SpeechClip("demo_speech", audio.mean(axis=1), int(rate))
 
 
-def espeak_clips(count: int, seed: int) -> List[Clip]:
+def espeak_clips(count: int, seed: int) -> List[SpeechClip]:
     """Synthesize ``count`` random English sentences with varied espeak voices."""
     from gemo_ros.train import speech_synth as ss
 
@@ -317,8 +314,8 @@ def espeak_clips(count: int, seed: int) -> List[Clip]:
         except ValueError:
             # Not every language/variant pair exists in every espeak-ng build.
             utt = ss.synthesize(text, voice="en-us", rate=rate, pitch=pitch)
-        clips.append(Clip(f"espeak_{seed}_{k}", utt.audio.astype(np.float32),
-                          int(utt.sample_rate)))
+        clips.append(SpeechClip(f"espeak_{seed}_{k}", utt.audio.astype(np.float32),
+                                int(utt.sample_rate)))
     return clips
 
 
@@ -345,7 +342,7 @@ class ExpressionSource:
         """True when the coefficients come from the audio-to-expression model."""
         return self.a2e is not None
 
-    def features(self, clip: Clip) -> Tuple[torch.Tensor, torch.Tensor]:
+    def features(self, clip: SpeechClip) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return ``(feats [T, D], psi_n [T, 52])`` of a clip (cached)."""
         if clip.name in self._cache:
             return self._cache[clip.name]
@@ -370,7 +367,7 @@ class ExpressionSource:
         self._cache[clip.name] = out
         return out
 
-    def emotional(self, clip: Clip, emotion: int, intensity: float) -> torch.Tensor:
+    def emotional(self, clip: SpeechClip, emotion: int, intensity: float) -> torch.Tensor:
         """Return ``psi_e [T, 52]`` of a clip for an emotion and intensity."""
         feats, psi_n = self.features(clip)
         if emotion == NEUTRAL or intensity <= 0.0:
@@ -452,7 +449,8 @@ def render_teacher(head: Any, teacher: EmotionTeacher, psi_e: torch.Tensor,
     return torch.stack(out)
 
 
-def generate_synthetic(head: Any, train_clips: Sequence[Clip], test_clips: Sequence[Clip],
+def generate_synthetic(head: Any, train_clips: Sequence[SpeechClip],
+                       test_clips: Sequence[SpeechClip],
                        spec: Optional[SyntheticSpec] = None,
                        teacher: Optional[EmotionTeacher] = None, window: int = 9,
                        feature_dim: Optional[int] = None, progress: bool = True
@@ -485,7 +483,7 @@ def generate_synthetic(head: Any, train_clips: Sequence[Clip], test_clips: Seque
         LOG.warning("no audio-to-expression model: using the recipe/random-feature stand-in "
                     "(development only)")
     rng = np.random.default_rng(spec.seed)
-    jobs: List[Tuple[int, Clip, int, float, bool, List[Tuple[float, float, float]]]] = []
+    jobs: List[Tuple[int, SpeechClip, int, float, bool, List[Tuple[float, float, float]]]] = []
     for ci, clip in enumerate(train_clips):
         for e in range(1, len(EMOTIONS)):
             for _ in range(spec.intensities_per_emotion):
@@ -542,7 +540,7 @@ def generate_synthetic(head: Any, train_clips: Sequence[Clip], test_clips: Seque
 
 
 # ----------------------------------------------------------------------------- disk format
-def write_stage2_dataset(root: str, frames: Stage2Frames, clips: Sequence[Clip],
+def write_stage2_dataset(root: str, frames: Stage2Frames, clips: Sequence[SpeechClip],
                          fps: float) -> str:
     """Write frames in the documented on-disk format (docs/stage2.md).
 
@@ -657,7 +655,7 @@ def load_stage2_dataset(root: str, head: Any, window: int = 9,
         raise DatasetError(f"{path}: needs width, height, clips and frames ({exc})") from None
     keep = set(splits)
     source = ExpressionSource(head, feature_dim or head.feature_dim or 64)
-    clips: Dict[str, Clip] = {}
+    clips: Dict[str, SpeechClip] = {}
     clip_ids: Dict[str, int] = {}
     parts: Dict[str, List[torch.Tensor]] = {f.name: [] for f in fields(Stage2Frames)}
     for n, entry in enumerate(entries):
@@ -675,7 +673,7 @@ def load_stage2_dataset(root: str, head: Any, window: int = 9,
             if not os.path.isfile(apath):
                 raise DatasetError(f"{path}: clips[{name!r}]: audio file {apath} not found")
             audio, rate = sf.read(apath, dtype="float32", always_2d=True)
-            clips[name] = Clip(name, audio.mean(axis=1), int(rate))
+            clips[name] = SpeechClip(name, audio.mean(axis=1), int(rate))
             clip_ids[name] = len(clip_ids)
         clip = clips[name]
         try:
