@@ -1,6 +1,6 @@
 """The talking head for one frame: audio-to-expression + Gaussian blendshapes + residual + render.
 
-Per frame (DESIGN.md section 1):
+Per frame (docs/ARCHITECTURE.md, "The method"):
 
 1. ``psi_n`` / ``psi_e``: expression coefficients ``[52]`` from the audio-to-expression model
    with emotion neutral, and with the commanded emotion and intensity;

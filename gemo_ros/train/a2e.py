@@ -1,4 +1,4 @@
-"""`gemo train a2e`: generate synthetic speech with phone timings and train the a2e model.
+"""Audio-to-expression training (`gemo train a2e`): synthetic speech with phone timings.
 
 Data: libespeak-ng speaks random sentences with many voices (accent x variant), rates,
 pitches and volumes (:mod:`gemo_ros.train.speech_synth`); the phone events become viseme

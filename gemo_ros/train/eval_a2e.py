@@ -1,4 +1,4 @@
-"""`gemo eval a2e`: lip-sync and emotion metrics of an a2e model on speech it never saw.
+"""A2e evaluation (`gemo eval a2e`): lip-sync and emotion metrics on speech it never saw.
 
 Two held-out sets:
 

@@ -1,4 +1,4 @@
-"""`gemo eval stage2`: how much closer the emotion residual brings the head to its target.
+"""Stage 2 evaluation (`gemo eval stage2`): how much closer the residual brings the head.
 
 On held-out frames (speech never trained on, the paper's intensity levels 1/3, 2/3, 1, and
 several camera yaws) it reports PSNR / SSIM of three students against the target:

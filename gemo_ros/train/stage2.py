@@ -1,4 +1,4 @@
-"""`gemo train stage2`: train the emotion residual through the renderer.
+"""Stage 2 training (`gemo train stage2`): the emotion residual, through the renderer.
 
 Student: ``avatar(psi_n, offsets=residual(M(psi_e) - M(psi_n), audio, emotion, intensity))``
 rendered with :func:`gemo_ros.render.rasterize`; target: the dataset image (the synthetic
