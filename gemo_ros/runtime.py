@@ -168,14 +168,15 @@ class QualityController:
 
     ``update(work_s, now, dropped)`` takes the time one frame took (and whether ticks were
     missed). Nothing moves during ``warm_up_s`` (first frames are slow). Down one rung when
-    the smoothed time exceeds ``high`` x the frame budget for ``hold_down_s``; up one rung
+    the smoothed time exceeds ``high`` x the frame budget for ``hold_down_s`` (two rungs
+    above 1.5 x, three above 2.5 x: a busy machine needs a big step at once); up one rung
     when it stayed below ``low`` x budget for ``hold_up_s`` and the rung above did not
     prove too slow in the last ``retry_s`` (no flapping). ``adaptive=False`` pins the level.
     """
 
     def __init__(self, levels: List[QualityLevel], fps: float, level: int = 0,
                  adaptive: bool = True, high: float = 0.92, low: float = 0.7,
-                 hold_down_s: float = 1.5, hold_up_s: float = 3.0, warm_up_s: float = 3.0,
+                 hold_down_s: float = 1.0, hold_up_s: float = 3.0, warm_up_s: float = 2.0,
                  retry_s: float = 30.0) -> None:
         if not levels:
             raise ValueError("the quality ladder needs at least one level")
@@ -225,7 +226,9 @@ class QualityController:
         if self._over_since is not None and now - self._over_since >= self.hold_down_s \
                 and self.level < len(self.levels) - 1:
             self._too_slow[self.level] = now
-            return self._move(+1, now, load)
+            # far over budget (a busy machine): skip rungs rather than crawl down one by one
+            steps = 1 if load < 1.5 else 2 if load < 2.5 else 3
+            return self._move(min(steps, len(self.levels) - 1 - self.level), now, load)
         recently_slow = now - self._too_slow.get(self.level - 1, -1e9) <= self.retry_s
         if self._under_since is not None and now - self._under_since >= self.hold_up_s \
                 and self.level > 0 and not recently_slow:
@@ -235,6 +238,8 @@ class QualityController:
     def _move(self, step: int, now: float, load: float) -> str:
         old = self.current
         self.level += step
+        for skipped in range(self.level - step + 1, self.level):  # too slow as well
+            self._too_slow[skipped] = now
         self._over_since = self._under_since = None
         self._ema = None
         self.changes += 1

@@ -205,9 +205,9 @@ def feed(ctrl, work_s, seconds, t0, fps=25.0, dropped=False):
 def test_quality_controller_holds_the_rate_with_hysteresis_and_recovers():
     ladder = quality_ladder(256, 256, 96, 6000)
     ctrl = QualityController(ladder, fps=25.0)
-    msgs, t = feed(ctrl, 0.060, 2.5, 0.0)       # warm-up: slow frames move nothing
+    msgs, t = feed(ctrl, 0.050, 1.9, 0.0)       # warm-up: slow frames move nothing
     assert msgs == [] and ctrl.level == 0
-    msgs, t = feed(ctrl, 0.060, 2.5, t)         # sustained overload: one rung down
+    msgs, t = feed(ctrl, 0.050, 1.2, t)         # sustained overload: one rung down
     assert ctrl.level == 1 and "down" in msgs[0] and "224x224" in msgs[0]
     msgs, t = feed(ctrl, 0.030, 10.0, t)        # 75 % of the budget: stay (hysteresis)
     assert msgs == [] and ctrl.level == 1
@@ -220,6 +220,16 @@ def test_quality_controller_holds_the_rate_with_hysteresis_and_recovers():
     assert ctrl.level == 0                      # pinned
     ctrl.pin(99)
     assert ctrl.current == ladder[-1]
+
+
+def test_quality_controller_skips_rungs_when_far_over_budget():
+    ctrl = QualityController(quality_ladder(256, 256, 96, 6000), fps=25.0)
+    msgs, t = feed(ctrl, 0.120, 3.5, 0.0)       # three times the budget: a busy machine
+    assert ctrl.level == 3 and "256x256 -> 160x160" in msgs[0]
+    msgs, t = feed(ctrl, 0.012, 10.0, t)        # load gone: the skipped rungs wait their turn
+    assert ctrl.level == 3
+    feed(ctrl, 0.012, 40.0, t)
+    assert ctrl.level == 0
 
 
 def test_runtime_renders_at_the_controller_size_and_publishes_the_output_size():
