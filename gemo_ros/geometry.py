@@ -10,8 +10,8 @@ left); **positive pitch looks up** (the chin moves forward and up, i.e. a rotati
 ``-pitch`` about ``+X``); positive roll tilts the top of the head toward ``+X``. Used by
 the idle behaviour (:mod:`gemo_ros.behaviour`) and ``gemo render --head-yaw/--head-pitch``.
 
-Camera maths (look-at and orbit cameras) lives in :mod:`gemo_ros.render.camera`; it uses
-OpenCV camera axes and is independent of these helpers.
+Cameras (:func:`look_at`, :func:`orbit_eye`) use OpenCV axes (x right, y down, z forward);
+:mod:`gemo_ros.render.camera` builds the renderer's ``viewmat`` / ``K`` from them.
 
 The torch functions import torch when called, so importing this module stays cheap (the
 engine's configuration imports it through the behaviour layer).
@@ -193,6 +193,57 @@ def quat_to_rotmat(quats: Any) -> Any:
     return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
 
 
-__all__ = ["matrix_to_rotvec_np", "head_rotation", "axis_angle_to_matrix",
-           "matrix_to_axis_angle", "quat_multiply", "matrix_to_quat", "quat_to_matrix",
-           "quat_to_rotmat"]
+# --- cameras (OpenCV axes: x right, y down, z forward; viewmat = world -> camera) ----------------
+
+#: World up axis (+Y).
+WORLD_UP = (0.0, 1.0, 0.0)
+
+
+def look_at(eye: Any, target: Any = (0.0, 0.0, 0.0), up: Any = WORLD_UP,
+            device: Any = None) -> Any:
+    """Return the world -> camera ``viewmat [4, 4]`` of a camera at ``eye`` facing ``target``.
+
+    OpenCV axes: camera z points from ``eye`` to ``target``, x to the image right, y down
+    (so world ``up`` appears at the top of the image). Positions in metres (``[3]``
+    sequences or tensors); returns float32 on ``device``.
+    """
+    import torch
+
+    eye_t = torch.as_tensor(eye, dtype=torch.float64).reshape(3)
+    target_t = torch.as_tensor(target, dtype=torch.float64).reshape(3)
+    up_t = torch.as_tensor(up, dtype=torch.float64).reshape(3)
+    forward = target_t - eye_t
+    if float(forward.norm()) < 1e-12:
+        raise ValueError("look_at: eye and target coincide")
+    forward = forward / forward.norm()
+    right = torch.linalg.cross(forward, up_t)
+    if float(right.norm()) < 1e-9:
+        raise ValueError("look_at: viewing direction is parallel to the up vector")
+    right = right / right.norm()
+    down = torch.linalg.cross(forward, right)
+    rot = torch.stack([right, down, forward])  # rows = camera axes in world coordinates
+    view = torch.eye(4, dtype=torch.float64)
+    view[:3, :3] = rot
+    view[:3, 3] = -rot @ eye_t
+    return view.to(dtype=torch.float32, device=device)
+
+
+def orbit_eye(yaw_deg: float, pitch_deg: float, distance: float,
+              target: Any = (0.0, 0.0, 0.0)) -> Any:
+    """Return the camera position ``[3]`` (metres, float64) of an orbit camera.
+
+    Yaw 0 / pitch 0 is on ``+Z`` of ``target``; positive yaw swings toward ``+X``, positive
+    pitch raises the camera.
+    """
+    import torch
+
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    offset = torch.tensor([math.sin(yaw) * math.cos(pitch),
+                           math.sin(pitch),
+                           math.cos(yaw) * math.cos(pitch)], dtype=torch.float64)
+    return torch.as_tensor(target, dtype=torch.float64).reshape(3) + distance * offset
+
+
+__all__ = ["WORLD_UP", "look_at", "orbit_eye", "matrix_to_rotvec_np", "head_rotation",
+           "axis_angle_to_matrix", "matrix_to_axis_angle", "quat_multiply", "matrix_to_quat",
+           "quat_to_matrix", "quat_to_rotmat"]

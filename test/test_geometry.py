@@ -109,3 +109,22 @@ def test_head_pitch_moves_the_chin_the_same_way_in_the_node_and_in_gemo_render()
     assert _chin_height(idle.neck_rotation()) > rest + 1e-3
     assert math.isclose(_chin_height(request.neck_rotation()),
                         _chin_height(idle.neck_rotation()), abs_tol=1e-7)
+
+
+def test_look_at_puts_the_target_on_the_optical_axis_with_world_up_at_the_top():
+    eye, target = np.array([0.3, 0.2, 0.5]), np.array([0.0, -0.01, 0.0])
+    view = geo.look_at(tuple(eye), tuple(target)).double().numpy()
+    rot = view[:3, :3]
+    np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-6)
+    assert np.linalg.det(rot) == pytest.approx(1.0, abs=1e-6)
+    cam = rot @ target + view[:3, 3]
+    np.testing.assert_allclose(cam[:2], 0.0, atol=1e-6)
+    assert cam[2] == pytest.approx(np.linalg.norm(target - eye), abs=1e-6)
+    assert (rot @ np.array([0.0, 1.0, 0.0]))[1] < 0              # +Y up = image up (y down)
+
+
+def test_orbit_eye_follows_the_yaw_and_pitch_conventions():
+    front = geo.orbit_eye(0.0, 0.0, 1.0).numpy()
+    np.testing.assert_allclose(front, [0.0, 0.0, 1.0], atol=1e-12)
+    assert geo.orbit_eye(30.0, 0.0, 1.0)[0] > 0                  # toward +X
+    assert geo.orbit_eye(0.0, 20.0, 1.0)[1] > 0                  # raised

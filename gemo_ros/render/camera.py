@@ -16,10 +16,9 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-Vec3 = Union[Sequence[float], Tensor]
+from gemo_ros.geometry import WORLD_UP, look_at, orbit_eye
 
-#: World up axis (+Y).
-WORLD_UP = (0.0, 1.0, 0.0)
+Vec3 = Union[Sequence[float], Tensor]
 
 
 def intrinsics(fov_deg: float, width: int, height: int,
@@ -37,42 +36,6 @@ def intrinsics(fov_deg: float, width: int, height: int,
     return torch.tensor([[focal, 0.0, 0.5 * width],
                          [0.0, focal, 0.5 * height],
                          [0.0, 0.0, 1.0]], dtype=torch.float32, device=device)
-
-
-def look_at(eye: Vec3, target: Vec3 = (0.0, 0.0, 0.0), up: Vec3 = WORLD_UP,
-            device: Optional[Union[str, torch.device]] = None) -> Tensor:
-    """Return the world -> camera ``viewmat [4, 4]`` of a camera at ``eye`` facing ``target``.
-
-    OpenCV axes: camera z points from ``eye`` to ``target``, x to the image right, y down
-    (so world ``up`` appears at the top of the image). Positions in metres.
-    """
-    eye_t = torch.as_tensor(eye, dtype=torch.float64).reshape(3)
-    target_t = torch.as_tensor(target, dtype=torch.float64).reshape(3)
-    up_t = torch.as_tensor(up, dtype=torch.float64).reshape(3)
-    forward = target_t - eye_t
-    if float(forward.norm()) < 1e-12:
-        raise ValueError("look_at: eye and target coincide")
-    forward = forward / forward.norm()
-    right = torch.linalg.cross(forward, up_t)
-    if float(right.norm()) < 1e-9:
-        raise ValueError("look_at: viewing direction is parallel to the up vector")
-    right = right / right.norm()
-    down = torch.linalg.cross(forward, right)
-    rot = torch.stack([right, down, forward])  # rows = camera axes in world coordinates
-    view = torch.eye(4, dtype=torch.float64)
-    view[:3, :3] = rot
-    view[:3, 3] = -rot @ eye_t
-    return view.to(dtype=torch.float32, device=device)
-
-
-def orbit_eye(yaw_deg: float, pitch_deg: float, distance: float,
-              target: Vec3 = (0.0, 0.0, 0.0)) -> Tensor:
-    """Return the camera position ``[3]`` (metres, float64) of an orbit camera."""
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    offset = torch.tensor([math.sin(yaw) * math.cos(pitch),
-                           math.sin(pitch),
-                           math.cos(yaw) * math.cos(pitch)], dtype=torch.float64)
-    return torch.as_tensor(target, dtype=torch.float64).reshape(3) + distance * offset
 
 
 def orbit_camera(yaw_deg: float, pitch_deg: float, distance: float, fov_deg: float,

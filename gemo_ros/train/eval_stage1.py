@@ -91,7 +91,8 @@ def _orbit_frames(dataset: Stage1Dataset, yaws: Sequence[float]) -> List[Stage1F
     Used for datasets without a ``novel`` split (real captures): there is no ground truth,
     the renders only show how the avatar holds up off the training views.
     """
-    from gemo_ros.render.camera import camera_position, look_at
+    from gemo_ros.geometry import look_at
+    from gemo_ros.render.camera import camera_position
     ref = dataset.frames[0]
     dist = float(camera_position(ref.viewmat).norm())
     out = []
