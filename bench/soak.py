@@ -29,9 +29,7 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
-import zlib
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -63,77 +61,6 @@ def _cpu_s(pid: int) -> Optional[float]:
         return None
 
 
-class Probe:
-    """Subscriber and publisher of the soak, in one rclpy context of its own."""
-
-    def __init__(self, domain: int) -> None:
-        import rclpy
-        from audio_common_msgs.msg import AudioData, AudioInfo
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from sensor_msgs.msg import Image
-        from std_msgs.msg import String
-
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("gemo_soak", context=self.context)
-        self.lock = threading.Lock()
-        self.frames: List[tuple] = []   # (arrival monotonic, stamp s, digest, width)
-        self.states: List[Dict[str, Any]] = []
-        self.node.create_subscription(Image, "face/image", self._on_image,
-                                      qos_profile_sensor_data)
-        self.node.create_subscription(String, "face/state", self._on_state, 100)
-        reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self.audio = self.node.create_publisher(AudioData, "audio", reliable)
-        self.info = self.node.create_publisher(AudioInfo, "audio_info", 10)
-        self.emotion = self.node.create_publisher(String, "emotion", reliable)
-        self.AudioData, self.AudioInfo, self.String = AudioData, AudioInfo, String
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - the context is shut down under it at the end
-            pass
-
-    def _on_image(self, msg: Any) -> None:
-        now = time.monotonic()
-        data = bytes(msg.data[:: max(len(msg.data) // 4096, 1)])  # a sparse digest is enough
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        with self.lock:
-            self.frames.append((now, stamp, zlib.crc32(data), int(msg.width)))
-
-    def _on_state(self, msg: Any) -> None:
-        try:
-            state = json.loads(msg.data)
-        except ValueError:
-            return
-        state["_arrival"] = time.monotonic()
-        with self.lock:
-            self.states.append(state)
-
-    def send_audio(self, pcm: bytes) -> None:
-        from gemo_ros.ros_io import _byte_array
-
-        self.audio.publish(self.AudioData(data=_byte_array(pcm)))
-
-    def send_emotion(self, text: str) -> None:
-        self.emotion.publish(self.String(data=text))
-
-    def send_info(self, rate: int) -> None:
-        self.info.publish(self.AudioInfo(channels=1, sample_rate=rate, sample_format="S16LE",
-                                         coding_format="wave"))
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.context)
-
-
 def _clip() -> np.ndarray:
     import soundfile as sf
 
@@ -143,7 +70,7 @@ def _clip() -> np.ndarray:
     return wave
 
 
-def _burst(probe: Probe, rng: random.Random, log: List[str]) -> None:
+def _burst(probe: Any, rng: random.Random, log: List[str]) -> None:
     """Send one burst of bad and abusive input (as the issue lists it)."""
     from gemo_ros.ros_io import bytes_from_pcm
 
@@ -197,7 +124,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     log = open(log_path, "w")
     print(f"[soak] node: {' '.join(cmd[1:])} (domain {domain}, log {log_path})", flush=True)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    probe = Probe(domain)
+    from gemo_ros.commands.face_probe import FaceProbe
+
+    probe = FaceProbe(domain, "gemo_soak", keep_images=False)
     rng = random.Random(0)
     samples: List[Dict[str, float]] = []
     bursts: List[str] = []
@@ -256,7 +185,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             if now - last_print >= 30.0:
                 last_print = now
                 with probe.lock:
-                    recent = [f for f in probe.frames if f[0] >= now - WINDOW_S]
+                    recent = [f for f in probe.frames if f.arrival >= now - WINDOW_S]
                 print(f"[soak] {now - t0:6.0f} s: {len(recent) / WINDOW_S:5.1f} fps, RSS "
                       f"{samples[-1]['rss_mb']:.0f} MB", flush=True)
             time.sleep(max(min(t0 + k_chunk * 0.04, next_sample) - time.monotonic(), 0.0))
@@ -278,13 +207,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return _summarise(args, probe, samples, bursts, t0, t_end, stop_s, exit_code, log_path)
 
 
-def _summarise(args: argparse.Namespace, probe: Probe, samples: List[Dict[str, float]],
+def _summarise(args: argparse.Namespace, probe: Any, samples: List[Dict[str, float]],
                bursts: List[str], t0: float, t_end: float, stop_s: Optional[float],
                exit_code: int, log_path: str) -> Dict[str, Any]:
     with probe.lock:
-        frames = [f for f in probe.frames if t0 <= f[0] <= t_end]
+        frames = [f for f in probe.frames if t0 <= f.arrival <= t_end]
         states = [s for s in probe.states if t0 <= s["_arrival"] <= t_end]
-    arrivals = np.array([f[0] for f in frames])
+    arrivals = np.array([f.arrival for f in frames])
     gaps = np.diff(np.concatenate([[t0], arrivals, [t_end]])) if len(arrivals) else \
         np.array([t_end - t0])
     big = [(round(float(arrivals[i - 1] - t0) if i else 0.0, 1), round(float(g), 3))
@@ -303,7 +232,7 @@ def _summarise(args: argparse.Namespace, probe: Probe, samples: List[Dict[str, f
     lat = [s["latency_s"] for s in states if s.get("latency_s") is not None]
     used = [s["render_size"] for s in states if s.get("render_size")]
     sizes = sorted(set(used))
-    digests = len({f[2] for f in frames})
+    digests = len({f.digest for f in frames})
     stage_ms: Dict[str, List[float]] = {}
     for s in states:
         for k, v in (s.get("timings_ms") or {}).items():

@@ -20,7 +20,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -74,70 +73,6 @@ def _load_clip(path: Optional[str]) -> Tuple[np.ndarray, int]:
     return wave.mean(axis=1), int(rate)
 
 
-class _Recorder:
-    """Subscribes to face/image and face/state; publishes audio and emotion."""
-
-    def __init__(self, domain: int) -> None:
-        import rclpy
-        from audio_common_msgs.msg import AudioData
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from sensor_msgs.msg import Image
-        from std_msgs.msg import String
-
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("gemo_demo", context=self.context)
-        self.lock = threading.Lock()
-        self.frames: List[Tuple[float, np.ndarray]] = []
-        self.states: List[Dict[str, Any]] = []
-        self.node.create_subscription(Image, "face/image", self._on_image,
-                                      qos_profile_sensor_data)
-        self.node.create_subscription(String, "face/state", self._on_state, 100)
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.audio = self.node.create_publisher(AudioData, "audio", reliable)
-        self.emotion = self.node.create_publisher(String, "emotion", reliable)
-        self.AudioData, self.String = AudioData, String
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - the context is shut down under it at the end
-            pass
-
-    def _on_image(self, msg: Any) -> None:
-        from gemo_ros.ros_io import image_from_msg, stamp_to_s
-
-        img = np.array(image_from_msg(msg))  # copy: the message buffer is reused
-        with self.lock:
-            self.frames.append((stamp_to_s(msg.header.stamp), img))
-
-    def _on_state(self, msg: Any) -> None:
-        with self.lock:
-            self.states.append(json.loads(msg.data))
-
-    def now(self) -> float:
-        return self.node.get_clock().now().nanoseconds * 1e-9
-
-    def send_audio(self, pcm: bytes) -> None:
-        from gemo_ros.ros_io import _byte_array
-
-        self.audio.publish(self.AudioData(data=_byte_array(pcm)))
-
-    def send_emotion(self, text: str) -> None:
-        self.emotion.publish(self.String(data=text))
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.context)
-
-
 def _start_node(args: argparse.Namespace, domain: int, log_path: str) -> subprocess.Popen:
     config = _config_path()
     cmd = [sys.executable, "-m", "gemo_ros.node", "--ros-args"]
@@ -178,7 +113,7 @@ def _tail(path: str, n: int = 25) -> str:
         return ""
 
 
-def _play(rec: _Recorder, clip: np.ndarray, rate: int, args: argparse.Namespace,
+def _play(rec: Any, clip: np.ndarray, rate: int, args: argparse.Namespace,
           schedule: List[Tuple[float, str]], lead_s: float, pause_s: float) -> float:
     """Publish the clip(s) paced in real time and the emotion schedule; return the duration."""
     from tqdm import tqdm
@@ -257,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
     log_path = os.path.join(args.out_dir, "demo_node.log")
     _say(f"ROS_DOMAIN_ID={domain}; node log: {log_path}")
     proc = _start_node(args, domain, log_path)
-    rec = _Recorder(domain)
+    from gemo_ros.commands.face_probe import FaceProbe
+
+    rec = FaceProbe(domain, "gemo_demo")
     ok = False
     try:
         t0 = time.monotonic()
@@ -269,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
                 _say(f"no frame after {args.timeout:.0f} s:\n{_tail(log_path)}")
                 return 1
             time.sleep(0.1)
-        first = rec.frames[0][1]
+        first = rec.frames[0].image
         _say(f"node ready after {time.monotonic() - t0:.1f} s: {first.shape[1]}x{first.shape[0]}"
              f" frames")
         for line in _tail(log_path, 40).splitlines():
@@ -298,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     if not ok:
         return 1
     with rec.lock:
-        frames = [(s, f) for s, f in rec.frames if s >= t_play]
+        frames = [(f.stamp, f.image) for f in rec.frames if f.stamp >= t_play]
         states = [s for s in rec.states if s["t"] >= t_play]
     frames.sort(key=lambda x: x[0])
     if len(frames) < 2:
