@@ -1,9 +1,17 @@
-"""Shared pytest fixtures: an isolated ROS domain per test session."""
+"""Shared pytest fixtures (an isolated ROS domain per test session) and the repository root.
+
+Tests are collected with ``--import-mode=importlib`` (setup.cfg), so this file is the module
+``test.conftest``: ``from test.conftest import ROOT`` gives every test the same root.
+"""
 
 import os
+import pathlib
 import random
 
 import pytest
+
+#: The repository root (the folder holding setup.cfg, gemo_ros/ and test/).
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")

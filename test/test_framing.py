@@ -1,7 +1,6 @@
-"""Specifications of the one camera-framing type and the one stage/device rule."""
+"""Specifications of the one camera-framing type (gemo_ros.framing) and where it is used."""
 
 import argparse
-import importlib
 from dataclasses import replace
 
 import pytest
@@ -58,32 +57,3 @@ def test_gemo_render_stills_default_to_the_portrait_preset():
     parser = argparse.ArgumentParser()
     configure(parser)
     assert request_from_args(parser.parse_args([])).framing == PORTRAIT
-
-
-@pytest.mark.parametrize("module", [
-    "gemo_ros.commands.render", "gemo_ros.commands.train_a2e", "gemo_ros.commands.train_stage1",
-    "gemo_ros.commands.train_stage2", "gemo_ros.commands.eval_stage1",
-    "gemo_ros.commands.eval_stage2"])
-def test_every_device_option_defaults_to_auto(module):
-    parser = argparse.ArgumentParser()
-    importlib.import_module(module).configure(parser)
-    assert parser.get_default("device") == "auto"
-
-
-def test_an_unusable_device_is_exit_status_2_with_the_reason(capsys):
-    from gemo_ros.commands.common import device_or_exit
-
-    with pytest.raises(SystemExit) as exc:
-        device_or_exit("tpu", "gemo train stage1")
-    assert exc.value.code == 2
-    assert "gemo train stage1: device must be" in capsys.readouterr().err
-
-
-def test_talking_head_load_follows_the_stage_rules():
-    from gemo_ros.pipeline import TalkingHead
-
-    head = TalkingHead.load("default", "none", None, device="cpu", max_gaussians=500)
-    assert head.a2e is None and head.residual is None
-    assert head.canonical.shape[0] == 500
-    with pytest.raises(ValueError):
-        TalkingHead.load("default", "none", "none", device="tpu")

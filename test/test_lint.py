@@ -4,7 +4,8 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from test.conftest import ROOT
+
 CODE = ["gemo_ros", "test", "bench", "scripts", "launch", "setup.py"]
 
 

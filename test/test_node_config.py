@@ -1,12 +1,11 @@
 """Specifications of the node's parameter file and launch file (no DDS needed)."""
 
 import ast
-import pathlib
 
 import pytest
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from test.conftest import ROOT
 
 
 def flatten(tree, prefix=""):

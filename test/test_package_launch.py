@@ -5,7 +5,7 @@ import os
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from test.conftest import ROOT
 
 
 def _node_call() -> dict:

@@ -10,6 +10,7 @@ from gemo_ros.audio import A2EConfig, AudioToExpression, StreamingA2E, load_a2e
 from gemo_ros.audio.model import tiny_encoder_config
 from gemo_ros.emotions import EMOTIONS
 from gemo_ros.face.arkit import ARKIT_INDEX
+from test.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -149,8 +150,7 @@ def test_other_transformers_encoders_build_and_stream_exactly(model_type: str) -
 
 
 # ---------------------------------------------------------------- shipped weights
-SHIPPED = os.path.join(os.path.dirname(__file__), "..", "gemo_ros", "assets",
-                       "a2e_default.safetensors")
+SHIPPED = ROOT / "gemo_ros" / "assets" / "a2e_default.safetensors"
 needs_weights = pytest.mark.skipif(not os.path.exists(SHIPPED), reason="no shipped weights")
 
 

@@ -8,15 +8,15 @@ import torch
 
 from gemo_ros.audio import load_a2e
 from gemo_ros.audio.model import _mel_filterbank
+from test.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-ASSETS = os.path.join(os.path.dirname(__file__), "..", "gemo_ros", "assets")
-SHIPPED = os.path.join(ASSETS, "a2e_default.safetensors")
+SHIPPED = ROOT / "gemo_ros" / "assets" / "a2e_default.safetensors"
 #: Coefficients ``[25, 52]`` of the shipped model on 0.5-1.0 s of demo_speech.wav ("hello"),
 #: emotion happy at intensity 0.7, recorded with the hand-written filterbank the weights
 #: were trained with.
-EXPECTED = os.path.join(os.path.dirname(__file__), "data", "a2e_hello_happy07.npy")
+EXPECTED = ROOT / "test" / "data" / "a2e_hello_happy07.npy"
 
 
 def _reference_filterbank(rate: int, n_fft: int, bins: int, fmin: float = 60.0,
@@ -52,7 +52,7 @@ def test_shipped_model_gives_the_recorded_coefficients_on_speech() -> None:
     import soundfile as sf
 
     model = load_a2e("default").eval()
-    samples, rate = sf.read(os.path.join(ASSETS, "demo_speech.wav"), dtype="float32")
+    samples, rate = sf.read(str(ROOT / "gemo_ros" / "assets" / "demo_speech.wav"), dtype="float32")
     assert rate == model.sample_rate
     wave = torch.from_numpy(np.ascontiguousarray(samples[rate // 2:rate]))[None]
     with torch.no_grad():

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from gemo_ros.audio import AudioToExpression, StreamingA2E, resample
+from gemo_ros.audio import AudioToExpression
+from gemo_ros.audio.signal import resample
+from gemo_ros.audio.streaming import StreamingA2E
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

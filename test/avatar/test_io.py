@@ -1,4 +1,4 @@
-"""Specifications of the avatar file format, the embedded default head and `gemo render`."""
+"""Specifications of the avatar file format and the embedded default head."""
 
 import json
 import os
@@ -115,40 +115,3 @@ def test_missing_tensor_is_reported_by_name(small, tmp_path):
     save_file(tensors, path, metadata=meta)
     with pytest.raises(AvatarFormatError, match="g0.scale"):
         load_avatar(path)
-
-
-def test_gemo_render_writes_a_png_still(tmp_path):
-    from PIL import Image
-
-    from gemo_ros.cli import main
-    out = str(tmp_path / "face.png")
-    rc = main(["render", "--avatar", "default", "--expression", "jawOpen=0.8,mouthSmileLeft=0.5",
-               "--yaw", "30", "--pitch", "0", "--size", "40", "--device", "cpu", "-o", out])
-    assert rc == 0
-    img = Image.open(out)
-    assert img.size == (40, 40)
-    import numpy as np
-    assert float(np.asarray(img, dtype=np.float32).std()) > 10      # not a blank frame
-
-
-@pytest.mark.parametrize("text,message", [
-    ("jawOpn=1", "unknown blendshape"), ("jawopen=1", "did you mean jawOpen"),
-    ("jawOpen", "NAME=WEIGHT"), ("jawOpen=2", r"\[0, 1\]"), ("jawOpen=x", "not a number")])
-def test_bad_expressions_are_rejected_with_a_reason(text, message):
-    from gemo_ros.commands.render import parse_expression
-    with pytest.raises(ValueError, match=message):
-        parse_expression(text)
-
-
-def test_render_request_from_arguments():
-    import argparse
-
-    from gemo_ros.commands.render import configure, request_from_args
-    parser = argparse.ArgumentParser()
-    configure(parser)
-    req = request_from_args(parser.parse_args(
-        ["--expression", "eyeBlinkLeft=1", "--yaw", "-30", "--size", "64", "--height", "48",
-         "--background", "#ffffff"]))
-    assert req.expression == {"eyeBlinkLeft": 1.0}
-    assert (req.framing.width, req.framing.height, req.framing.yaw_deg) == (64, 48, -30.0)
-    assert req.framing.background == (1.0, 1.0, 1.0)

@@ -4,13 +4,11 @@ The node runs as its own process (the ``avatar_node`` console script) on a priva
 ROS_DOMAIN_ID; this test process publishes and listens with rclpy.
 """
 
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -20,15 +18,11 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("audio_common_msgs.msg")
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo  # noqa: E402
-from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
-from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from gemo_ros import ros_io  # noqa: E402
+from ros_helpers.listener import Listener  # noqa: E402
+from test.conftest import ROOT  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
@@ -67,92 +61,6 @@ def demo_speech() -> np.ndarray:
     return x if rate == RATE else None
 
 
-class Listener:
-    """Records face/image and face/state of the node under test."""
-
-    def __init__(self, domain: int) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("gemo_test_listener", context=self.context)
-        self.lock = threading.Lock()
-        self.images = []
-        self.states = []
-        self.jpegs = []
-        self.node.create_subscription(Image, "face/image", self._on_image, qos_profile_sensor_data)
-        self.node.create_subscription(CompressedImage, "face/image/compressed",
-                                      lambda m: self.jpegs.append(m), qos_profile_sensor_data)
-        self.node.create_subscription(String, "face/state", self._on_state, 50)
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.audio = self.node.create_publisher(AudioData, "audio", reliable)
-        self.audio_stamped = self.node.create_publisher(AudioDataStamped, "audio_stamped", reliable)
-        self.audio_info = self.node.create_publisher(AudioInfo, "audio_info", 10)
-        self.emotion = self.node.create_publisher(String, "emotion", reliable)
-        self.params = self.node.create_client(SetParameters, "/avatar_node/set_parameters")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - shutdown while spinning
-            pass
-
-    def _on_image(self, msg) -> None:
-        with self.lock:
-            self.images.append((time.monotonic(), msg))
-
-    def _on_state(self, msg) -> None:
-        with self.lock:
-            self.states.append(json.loads(msg.data))
-
-    def now(self) -> float:
-        return self.node.get_clock().now().nanoseconds * 1e-9
-
-    def wait_for(self, predicate, timeout: float, what: str):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self.lock:
-                result = predicate()
-            if result:
-                return result
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-    def count_images(self) -> int:
-        with self.lock:
-            return len(self.images)
-
-    def frames_keep_coming(self, n: int = 10, timeout: float = 30.0) -> None:
-        start = self.count_images()
-        self.wait_for(lambda: len(self.images) >= start + n, timeout, f"{n} more frames")
-
-    def wait_subscribers(self, publisher, timeout: float = 30.0) -> None:
-        end = time.monotonic() + timeout
-        while publisher.get_subscription_count() == 0 and time.monotonic() < end:
-            time.sleep(0.05)
-
-    def set_parameter(self, name: str, value) -> bool:
-        assert self.params.wait_for_service(timeout_sec=20.0)
-        pv = ParameterValue()
-        if isinstance(value, list):
-            pv.type, pv.integer_array_value = ParameterType.PARAMETER_INTEGER_ARRAY, value
-        else:
-            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, float(value)
-        future = self.params.call_async(SetParameters.Request(
-            parameters=[ParameterMsg(name=name, value=pv)]))
-        end = time.monotonic() + 20.0
-        while not future.done() and time.monotonic() < end:
-            time.sleep(0.02)
-        return future.result().results[0].successful
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-
 @pytest.fixture(scope="module")
 def domain():
     return random.randint(20, 99)
@@ -164,7 +72,7 @@ def node_process(domain, tmp_path_factory):
     log = tmp_path_factory.mktemp("node") / "avatar_node.log"
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1",
                OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    config = os.path.join(os.path.dirname(__file__), "..", "config", "avatar.yaml")
+    config = str(ROOT / "config" / "avatar.yaml")
     cmd = [sys.executable, "-m", "gemo_ros.node", "--ros-args", "--params-file", config,
            "-p", f"width:={SIZE}", "-p", f"height:={SIZE}", "-p", f"fps:={FPS}",
            "-p", "frame_id:=test_face", "-p", "audio.output_latency_s:=0.3",

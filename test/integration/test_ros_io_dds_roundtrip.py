@@ -1,16 +1,13 @@
 """A real two-process DDS round trip of the message types the node uses."""
 
-import os
 import subprocess
 import sys
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "ros_helpers"))
-
-from roundtrip_publisher import payload, TEXT  # noqa: E402
+from ros_helpers.roundtrip_publisher import payload, TEXT
+from test.conftest import ROOT
 
 pytestmark = pytest.mark.ros
 
@@ -22,7 +19,7 @@ def test_audio_bytes_and_text_arrive_intact_from_another_process(ros_domain: dic
 
     seed = 1234
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "ros_helpers", "roundtrip_publisher.py"), str(seed)],
+        [sys.executable, str(ROOT / "test" / "ros_helpers" / "roundtrip_publisher.py"), str(seed)],
         env=ros_domain, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     got = {}
