@@ -4,7 +4,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from test.conftest import ROOT
 
 
 def _read(path: str) -> str:
@@ -53,3 +53,41 @@ def test_nothing_below_the_node_imports_rclpy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def _names_in_tests() -> set:
+    """Dotted names (and their parents) that the test files import or spell out in full.
+
+    An import statement counts (``import a.b``, ``from a import b``, ``from a.b import c``),
+    and so does a string holding a dotted name (``importlib.import_module("a.b")``,
+    ``python -m a.b``).
+    """
+    import ast
+
+    seen = set()
+    for path in (ROOT / "test").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                seen.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return seen
+
+
+def test_every_module_of_the_package_is_imported_by_some_test() -> None:
+    """Tests mirror the package: gemo_ros/x/y.py is specified by test/x/test_y.py (or another)."""
+    import pkgutil
+
+    import gemo_ros
+
+    modules = {m.name for m in pkgutil.walk_packages(gemo_ros.__path__, "gemo_ros.")}
+    assert len(modules) > 50
+    untested = sorted(modules - _names_in_tests())
+    assert not untested, f"no test imports {untested}: add test/<subpackage>/test_<module>.py"

@@ -1,6 +1,7 @@
 """`gemo a2e` writes one CSV row per frame: time, then the 52 ARKit coefficients."""
 
 import csv
+import io
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from gemo_ros.audio import A2EConfig, AudioToExpression
 from gemo_ros.audio.model import tiny_encoder_config
 from gemo_ros.cli import main
+from gemo_ros.commands.a2e import write_csv
 from gemo_ros.face.arkit import ARKIT_NAMES
 
 
@@ -60,3 +62,13 @@ def test_cli_reports_bad_emotion_and_unreadable_audio(tmp_path, weights: str, ca
     assert main(["a2e", "--audio", os.path.join(tmp_path, "missing.wav"),
                  "--weights", weights]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_write_csv_rounds_rows_and_refuses_mismatched_shapes() -> None:
+    buf = io.StringIO()
+    write_csv(buf, np.array([0.0, 0.02]), np.full((2, 52), 0.123456, np.float32))
+    lines = buf.getvalue().splitlines()
+    assert lines[0].split(",")[:2] == ["time", ARKIT_NAMES[0]]
+    assert lines[2].startswith("0.0200,0.12346,")
+    with pytest.raises(ValueError, match="52"):
+        write_csv(io.StringIO(), np.zeros(2), np.zeros((2, 51)))

@@ -1,0 +1,21 @@
+"""Contact sheets: labelled grids of tiles (gemo_ros.avatar.contact_sheet)."""
+
+import numpy as np
+
+from gemo_ros.avatar.contact_sheet import face_framing, label_tiles
+
+
+def test_tiles_are_laid_out_in_rows_with_a_label_strip_under_each():
+    tiles = [np.full((8, 10, 3), 40 * i, np.uint8) for i in range(5)]
+    sheet = label_tiles(tiles, [f"t{i}" for i in range(5)], cols=3, label_px=6)
+    assert sheet.shape == (2 * (8 + 6), 3 * 10, 3) and sheet.dtype == np.uint8
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, 3)
+        np.testing.assert_array_equal(sheet[r * 14:r * 14 + 8, c * 10:c * 10 + 10], tile)
+    assert (sheet[2 * 14 - 6:, 2 * 10:] == 255).all()   # the empty sixth cell stays white
+
+
+def test_face_framing_is_a_square_close_up():
+    framing = face_framing(32)
+    assert (framing.width, framing.height) == (32, 32)
+    assert framing.distance < 1.0

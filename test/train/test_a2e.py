@@ -1,0 +1,63 @@
+"""The audio-to-expression training data (gemo_ros.train.a2e): voices, shards, targets."""
+
+import pickle
+
+import numpy as np
+
+from gemo_ros.face.arkit import ARKIT_INDEX
+from gemo_ros.train import a2e
+
+
+def _clip(seconds: float = 0.5) -> a2e.PhoneClip:
+    n = int(seconds * a2e.DATA_RATE)
+    audio = (0.3 * 32767 * np.sin(np.arange(n) * 2 * np.pi * 200 / a2e.DATA_RATE)).astype(np.int16)
+    return a2e.PhoneClip(audio=audio, phones=[("m", 0.1, 0.2), ("a", 0.2, 0.4)], voice="en-us",
+                         text="ma")
+
+
+def test_held_out_voices_are_never_trained_on():
+    langs, train, held = a2e.voice_split()
+    assert held and train and not set(held) & set(train)
+    assert not set(langs) & set(a2e.HELDOUT_LANGUAGES)
+    for voice in a2e.eval_voices():
+        assert voice.split("+")[1] in held
+
+
+def test_targets_have_one_frame_per_hop_and_open_the_jaw_on_the_vowel():
+    clip = _clip()
+    targets = a2e.clip_targets(clip)
+    assert targets.shape == (-(-len(clip.audio) // 320), 52)
+    jaw = targets[:, ARKIT_INDEX["jawOpen"]]
+    assert jaw[15] > 0.2 > jaw[2]                         # 0.3 s (/a/) vs 0.04 s (rest)
+
+
+def test_lip_and_jaw_channels_weigh_most_in_the_loss():
+    w = a2e.channel_weights()
+    assert w[ARKIT_INDEX["jawOpen"]] == w.max() == 5.0
+    assert w[ARKIT_INDEX["mouthClose"]] == 4.0
+    assert w[ARKIT_INDEX["browInnerUp"]] == 1.0
+
+
+def test_augmentation_keeps_the_length_and_range():
+    x = _clip().audio.astype(np.float32) / 32768.0
+    for seed in range(4):
+        y = a2e.augment(x, np.random.default_rng(seed))
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert np.abs(y).max() <= 1.0
+
+
+def test_shards_written_before_the_rename_still_load(tmp_path, monkeypatch):
+    class Clip:  # what the shards named PhoneClip before the rename
+        def __init__(self, audio, phones, voice, text):
+            self.audio, self.phones, self.voice, self.text = audio, phones, voice, text
+
+    Clip.__module__, Clip.__qualname__ = a2e.__name__, "Clip"
+    monkeypatch.setattr(a2e, "Clip", Clip, raising=False)
+    old = tmp_path / "shard_0000.pkl"
+    old.write_bytes(pickle.dumps([Clip(np.zeros(4, np.int16), [], "en", "x")]))
+    monkeypatch.delattr(a2e, "Clip")
+    new = tmp_path / "shard_0001.pkl"
+    new.write_bytes(pickle.dumps([_clip()]))
+    clips = a2e.load_clips([str(old), str(new)])
+    assert [type(c) for c in clips] == [a2e.PhoneClip, a2e.PhoneClip]
+    assert clips[1].phones == _clip().phones

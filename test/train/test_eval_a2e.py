@@ -1,0 +1,47 @@
+"""Lip-sync metrics of `gemo eval a2e` (gemo_ros.train.eval_a2e) on curves with known answers."""
+
+import numpy as np
+import pytest
+
+from gemo_ros.face.arkit import ARKIT_INDEX
+from gemo_ros.train import eval_a2e
+
+FPS = 50.0
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_best_lag_finds_a_known_delay_in_milliseconds():
+    rng = np.random.default_rng(0)
+    target = np.convolve(rng.standard_normal(300), np.ones(5) / 5, mode="same")
+    late = np.roll(target, 3)                      # 3 frames = 60 ms late
+    assert eval_a2e._best_lag(late, target, FPS) == pytest.approx(60.0, abs=5.0)
+    assert eval_a2e._best_lag(target, target, FPS) == pytest.approx(0.0, abs=1.0)
+
+
+def test_closure_hits_count_bilabials_where_the_lips_meet():
+    pred = np.zeros((50, 52), np.float32)
+    pred[:, ARKIT_INDEX["jawOpen"]] = 0.3
+    pred[10:15, ARKIT_INDEX["mouthClose"]] = 0.3    # lips meet over the first /m/ only
+    phones = [("m", 0.2, 0.28), ("a", 0.3, 0.5), ("b", 0.6, 0.68)]
+    assert eval_a2e._closure_hits(pred, phones, FPS) == (1, 2)
+    assert eval_a2e._closure_hits(pred, phones, FPS, "vowel") == (0, 1)
+
+
+def test_onsets_are_jaw_rises_after_rest():
+    jaw = np.zeros(100)
+    jaw[40:60] = 0.3
+    assert eval_a2e._onsets(jaw, FPS) == [pytest.approx(39 + 0.05 / 0.3)]
+
+
+def test_evaluate_set_reports_every_metric_for_a_tiny_model(tiny):
+    t = np.arange(16000) / 16000.0
+    audio = (0.3 * np.sin(2 * np.pi * 180 * t) * (t > 0.3)).astype(np.float32)
+    clip = eval_a2e.EvalClip(audio, 16000, [("_", 0.0, 0.3), ("m", 0.3, 0.4), ("a", 0.4, 0.9),
+                                            ("_", 0.9, 1.0)], "test", "ma")
+    res = eval_a2e.evaluate_set(tiny, [clip, clip])
+    assert res["clips"] == 2 and res["bilabials"] == 2
+    for key in ("lip_closure_rate", "jaw_corr", "jaw_mae", "lag_ms_xcorr_median",
+                "emotion_centroid_accuracy", "emotion_mae_happy"):
+        assert key in res
+    assert 0.0 <= res["lip_closure_rate"] <= 1.0
