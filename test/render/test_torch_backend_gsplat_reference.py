@@ -37,7 +37,7 @@ Deliberate differences, each tested as a stated relation rather than ignored:
 
 No equivalent in our code: the 3D precision matrix (``preci``) of
 ``_quat_scale_to_covar_preci`` (our projection needs only the covariance factor), and the
-64-bit ``isect_ids`` encoding. ``_rasterize_to_pixels`` needs CUDA: test_render_parity.py
+64-bit ``isect_ids`` encoding. ``_rasterize_to_pixels`` needs CUDA: render/test_gsplat_backend.py
 holds the images against gsplat on a GPU.
 
 Radius clipping: both sides cull only when both radii are 0 (gsplat's default

@@ -1,4 +1,7 @@
-"""Publish known AudioData and String messages until killed (used by test_ros_roundtrip)."""
+"""Publish known AudioData and String messages until killed.
+
+The helper process of integration/test_ros_io_dds_roundtrip.py.
+"""
 
 import sys
 
