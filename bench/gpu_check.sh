@@ -17,7 +17,7 @@
 #   gsplat_kernels    gsplat's CUDA code JIT-compiled (or loaded from its cache) once, timed;
 #                     torch backend vs gsplat on the shipped avatar at 512 px (1e-4)
 #   cuda_tests        pytest -m cuda on the test files that carry the mark (parity at 1e-4)
-#   reference_parity  test/test_gsplat_reference_parity.py (gsplat's PyTorch reference; CPU)
+#   reference_parity  test/render/test_torch_backend_gsplat_reference.py (gsplat's PyTorch reference; CPU)
 #   pipeline          bench/pipeline.py on cuda, 256 and 512 px, all Gaussians (--lod 0)
 #   soak              bench/soak.py: the node for 2 minutes at 512 px on cuda; where ROS 2
 #                     does not import (the lent machines), the same soak of the engine and
@@ -292,7 +292,7 @@ else
 fi
 
 # --- 5. tests ---------------------------------------------------------------------------------------
-mapfile -t CUDA_FILES < <(grep -l "mark\.cuda" test/test_*.py 2>/dev/null || true)
+mapfile -t CUDA_FILES < <(grep -rl --include="test_*.py" "mark\.cuda" test 2>/dev/null || true)
 if [ "$DRY" = 1 ]; then
   skip_step cuda_tests "$NO_GPU (every test marked cuda would skip)"
 elif [ "$KERNELS_OK" != 1 ]; then
@@ -304,8 +304,8 @@ else
     "$PY" -m pytest -q -rs -p no:cacheprovider -m cuda "${CUDA_FILES[@]}"
 fi
 if has pytest; then
-  run_step reference_parity 180 "pytest test/test_gsplat_reference_parity.py" -- \
-    "$PY" -m pytest -q -rs -p no:cacheprovider test/test_gsplat_reference_parity.py
+  run_step reference_parity 180 "pytest test/render/test_torch_backend_gsplat_reference.py" -- \
+    "$PY" -m pytest -q -rs -p no:cacheprovider test/render/test_torch_backend_gsplat_reference.py
 else
   skip_step reference_parity "pytest does not import"
 fi
@@ -341,7 +341,7 @@ else
   SOAK_EXTRA=()
   if [ "$DRY" = 1 ]; then
     # a shared CPU under other jobs can miss the 2-s Ctrl-C target by a little; the real
-    # target is held by test/test_runtime_soak.py and by the GPU run
+    # target is held by test/integration/test_node_soak.py and by the GPU run
     MINUTES=0.5; SIZE=128; DEVICE=cpu; SOAK_EXTRA=(--max-stop 5)
   else MINUTES="$([ "$QUICK" = 1 ] && echo 1 || echo 2)"; SIZE=512; DEVICE=cuda; fi
   # shorten the soak to what the budget has left (node start-up and stop take ~60 s)

@@ -85,11 +85,15 @@ def _burst(probe: Any, rng: random.Random, log: List[str]) -> None:
     probe.send_emotion('{"emotion": "sad", "intensity": NaN}')          # NaN intensity
     probe.send_emotion("happy nan")
     probe.send_info(0)                                                  # sample rate 0
+    # The storm comes after a pause: with KEEP_LAST history a flood may replace queued
+    # commands not yet taken (the last one wins anyway); the bad input must be seen first.
+    time.sleep(0.3)
     names = ["happy", "sad", "angry", "surprised", "fear", "disgusted", "contempt", "neutral"]
-    end = time.monotonic() + 1.0
+    t1 = time.monotonic()
+    end = t1 + 1.0
     for k in range(1000):                                               # 1000 commands in 1 s
         probe.send_emotion(f"{names[k % 8]} {0.1 + 0.9 * (k % 10) / 9:.2f}")
-        delay = t0 + (k + 1) / 1000.0 - time.monotonic()
+        delay = t1 + (k + 1) / 1000.0 - time.monotonic()
         if delay > 0:
             time.sleep(delay)
     probe.send_info(RATE)                                               # back to the real rate
