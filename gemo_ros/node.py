@@ -19,7 +19,9 @@ import functools
 import json
 import logging
 import math
+import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -506,38 +508,66 @@ class AvatarNode(Node):
         runtime = getattr(self, "runtime", None)
         if runtime is not None:
             runtime.stop(timeout)
+        close = getattr(getattr(getattr(self, "engine", None), "head", None), "close", None)
+        if close is not None:
+            close(1.0)  # a level of detail still being built
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(args: Optional[List[str]] = None) -> int:
-    """Run the avatar node until Ctrl-C / SIGINT / SIGTERM; exit 0 on a clean shutdown."""
+    """Run the avatar node until Ctrl-C / SIGINT / SIGTERM; exit 0 on a clean shutdown.
+
+    The signals raise KeyboardInterrupt in the main thread (rclpy's own handlers are not
+    installed), and the executor spins in 0.1 s steps, so a signal stops the node within
+    about a tenth of a second at any moment, loading the models at start-up included.
+    """
+    from rclpy.signals import SignalHandlerOptions
+
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
-    rclpy.init(args=args)
-    # SIGTERM (e.g. from a process manager) shuts down like Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)  # e.g. from a process manager: like Ctrl-C
     node = None
     executor = None
     code = 0
     try:
         node = AvatarNode()
         # Every callback returns at once (the runtime's threads do the work), so one thread
-        # serves them all and sees Ctrl-C at once; see docs/node.md.
+        # serves them all; see docs/node.md.
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException) as exc:
+        if node is None:
+            logging.getLogger(NODE_NAME).info("interrupted during start-up (%s)", exc)
     except Exception as exc:  # noqa: BLE001 - a start-up error: one clear line, exit 1
         logging.getLogger(NODE_NAME).error("avatar_node stopped: %s: %s",
                                            type(exc).__name__, exc)
         code = 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
         if node is not None:
-            node.shutdown()  # stop the render thread first
+            node.shutdown()  # stop the runtime's threads first
         if executor is not None:
             executor.shutdown(timeout_sec=1.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    busy = [t.name for t in threading.enumerate()
+            if t is not threading.main_thread() and t.is_alive()]
+    if busy:
+        # A thread still inside a model would abort the interpreter's teardown
+        # ("terminate called without an active exception"): leave without it.
+        logging.getLogger(NODE_NAME).warning("exiting with threads still busy: %s",
+                                             ", ".join(busy))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 

@@ -38,6 +38,7 @@ class PipelineHead:
         self._config = config
         self._lods: Dict[int, Any] = {}       # Gaussians -> TalkingHead, built in background
         self._lod_lock = threading.Lock()
+        self._builders: list = []
         self._camera: Any = None               # the config's framing the cache was built for
         self._sized: Dict[Tuple[int, int], Any] = {}  # (w, h) -> RenderSettings
         self.lookahead_s = config.lookahead_s
@@ -103,8 +104,16 @@ class PipelineHead:
             if gaussians in self._lods:
                 return
             self._lods[gaussians] = None  # building
-        threading.Thread(target=self._build_lod, args=(gaussians,), name="gemo-lod",
-                         daemon=True).start()
+        builder = threading.Thread(target=self._build_lod, args=(gaussians,), name="gemo-lod",
+                                   daemon=True)
+        self._builders.append(builder)
+        builder.start()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Wait (at most ``timeout`` s) for level-of-detail builds still running."""
+        end = time.monotonic() + timeout
+        for builder in self._builders:
+            builder.join(max(end - time.monotonic(), 0.0))
 
     def _build_lod(self, gaussians: int) -> None:
         from gemo_ros.pipeline import TalkingHead
