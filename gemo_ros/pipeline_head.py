@@ -79,14 +79,16 @@ class PipelineHead:
                       ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         if stream is None:
             stream, u = self._silence, self._silence_t
-        psi_n = stream.coefficients(u, NEUTRAL, 0.0)
         if isinstance(stream, LoudnessStream):
+            psi_n = stream.coefficients(u, NEUTRAL, 0.0)
             from gemo_ros.face.emotion_recipes import combine_with_speech
 
             psi_e = combine_with_speech(psi_n[None], emotion, float(intensity))[0]
             return psi_n, np.asarray(psi_e, np.float32), None
-        psi_e = (stream.coefficients(u, emotion, intensity)
-                 if emotion != NEUTRAL and intensity > 0.0 else psi_n)
+        if emotion != NEUTRAL and intensity > 0.0:
+            psi_n, psi_e = stream.coefficient_pair(u, emotion, intensity)  # one decode
+        else:
+            psi_n = psi_e = stream.coefficients(u, NEUTRAL, 0.0)
         feats = (stream.features(u, self.head.window) if self.head.residual is not None
                  else None)
         return psi_n, psi_e, feats

@@ -13,7 +13,7 @@ Utterance time 0 is the first sample pushed since :meth:`StreamingA2E.reset`.
 
 import logging
 import threading
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -235,6 +235,33 @@ class StreamingA2E:
             c = c.float().cpu().numpy()
         c0, c1 = c[inv[:len(k0)]], c[inv[len(k0):]]
         return (1.0 - a) * c0 + a * c1
+
+    def coefficient_pair(self, t: float, emotion: EmotionLike,
+                         intensity: float) -> Tuple[np.ndarray, np.ndarray]:
+        """Return ``(psi_n, psi_e)`` ``[52]`` at time ``t`` from one decode.
+
+        Equal to ``coefficients(t, 0, 0.0)`` and ``coefficients(t, emotion, intensity)``:
+        the neutral output is the decoder's base, the emotional one adds the emotion's
+        delta, so one pass gives both (the runtime needs both every frame).
+        """
+        _check_time(t)
+        eid = emotion_id(emotion)
+        inten = _check_intensity(intensity)
+        x = np.float64(t) * self.fps
+        k0 = int(np.floor(x))
+        a = np.float32(x - k0)
+        frames = [k0, k0 + 1] if a > 0 else [k0]
+        feats = self.frame_features(frames)
+        with torch.no_grad():
+            f = torch.from_numpy(feats).to(self._device)[None]
+            base, delta = self.model.decode_parts(f, torch.tensor([eid], device=self._device))
+            scale = torch.tensor([inten], dtype=f.dtype, device=self._device)[:, None, None]
+            pair = torch.cat([base.clamp(0.0, 1.0), (base + scale * delta).clamp(0.0, 1.0)])
+            pair = pair.float().cpu().numpy()  # [2, frames, 52]
+        if len(frames) == 1:
+            return pair[0, 0], pair[1, 0]
+        mixed = (1.0 - a) * pair[:, 0] + a * pair[:, 1]
+        return mixed[0], mixed[1]
 
     def coefficients(self, t: float, emotion: EmotionLike = 0,
                      intensity: float = 1.0) -> np.ndarray:

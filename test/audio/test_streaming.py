@@ -114,3 +114,16 @@ def test_feature_window_is_centred_and_sized(tiny: AudioToExpression) -> None:
     np.testing.assert_allclose(win[4], stream.frame_features([25])[0])
     # before time 0: the silence feature
     np.testing.assert_allclose(stream.features(0.0, 8)[0], stream.frame_features([-4])[0])
+
+
+def test_coefficient_pair_equals_two_single_queries(tiny: AudioToExpression) -> None:
+    wave = np.random.default_rng(3).standard_normal(12000).astype(np.float32) * 0.3
+    stream = StreamingA2E(tiny, 0.2)
+    stream.push(wave[:9000], 16000)  # the last frames are provisional: the same rule applies
+    for t in (0.0, 0.2, 0.2137, 0.41, 0.5555):
+        for emotion, intensity in (("happy", 0.7), ("angry", 1.0), ("sad", 0.05)):
+            psi_n, psi_e = stream.coefficient_pair(t, emotion, intensity)
+            np.testing.assert_allclose(psi_n, stream.coefficients(t, 0, 0.0), atol=1e-6)
+            np.testing.assert_allclose(psi_e, stream.coefficients(t, emotion, intensity),
+                                       atol=1e-6)
+            assert np.abs(psi_e - psi_n).max() > 1e-4  # the emotion shows
