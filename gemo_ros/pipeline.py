@@ -138,6 +138,7 @@ class TalkingHead:
         self.emotion_geometry = emotion_geometry
         self._canonical = self.avatar.canonical_means().detach().to(self.device)
         self._binding = None
+        self._cameras: Dict[Any, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         if self.residual is not None:
             self._check_residual()
             self._binding = self.residual.bind(self._canonical, frames=binding_frames(avatar))
@@ -331,15 +332,32 @@ class TalkingHead:
         from gemo_ros.render import rasterize
 
         s = settings or self.settings
-        if viewmat is None or K is None:
-            viewmat, K = s.camera(self.device)
         colors = gaussians.colors[index]
-        bg = torch.tensor(s.background, dtype=colors.dtype, device=colors.device)
+        cam_K, cam_view, bg = self._camera_tensors(s, colors.dtype)
+        if viewmat is None or K is None:
+            viewmat, K = cam_view, cam_K
         rgb, alpha, _ = rasterize(gaussians.means[index], gaussians.quats[index],
                                   gaussians.scales[index], gaussians.opacities[index], colors,
                                   viewmat.to(self.device), K.to(self.device), s.width, s.height,
                                   background=bg, backend=s.backend)
         return rgb.clamp(0.0, 1.0), alpha
+
+    def _camera_tensors(self, s: RenderSettings, dtype: torch.dtype
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(K, viewmat, background)`` on the device, built once per framing.
+
+        A frozen ``RenderSettings`` is the key, so frames upload no camera.
+        """
+        key = (s, dtype)
+        cached = self._cameras.get(key)
+        if cached is None:
+            viewmat, K = s.camera(self.device)
+            bg = torch.tensor(s.background, dtype=dtype, device=self.device)
+            cached = (K.to(self.device), viewmat.to(self.device), bg)
+            if len(self._cameras) >= 32:  # sizes x framings in use are few; stay bounded
+                self._cameras.clear()
+            self._cameras[key] = cached
+        return cached
 
     # ------------------------------------------------------------------ one frame
     @torch.no_grad()
