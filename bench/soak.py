@@ -187,6 +187,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                                 "cpu_s": _cpu_s(proc.pid), "load": os.getloadavg()[0]})
                 next_sample += 1.0
             if now - last_print >= 30.0:
+                now = time.monotonic()  # a burst may have just taken a second
                 last_print = now
                 with probe.lock:
                     recent = [f for f in probe.frames if f.arrival >= now - WINDOW_S]
