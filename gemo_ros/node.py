@@ -348,6 +348,8 @@ class AvatarNode(Node):
                 quality["adaptive"] = bool(p.value)
             elif p.name == "quality.level":
                 quality["level"] = int(p.value)
+            elif p.name == "render_ahead":
+                quality["render_ahead"] = bool(p.value)
         if any(p.name.startswith("audio.") for p in params):
             merged = {p.name: p.value for p in params}
             fmt = ros_io.normalise_sample_format(
@@ -388,8 +390,11 @@ class AvatarNode(Node):
                 self._audio_format = todo["audio_format"]
         if todo["engine"]:
             self.runtime.inbox.put_settings(**todo["engine"])
-        if todo["quality"]:
-            self.runtime.set_quality(**todo["quality"])
+        quality = dict(todo["quality"])
+        if "render_ahead" in quality:
+            self.runtime.config.render_ahead = quality.pop("render_ahead")
+        if quality:
+            self.runtime.set_quality(**quality)
 
     # --- inputs -------------------------------------------------------------------------------
 

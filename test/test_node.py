@@ -50,12 +50,14 @@ def test_an_accepted_batch_is_applied_after_it_is_set(node):
     result = node.set_parameters_atomically([
         Parameter("audio.sample_rate", value=22050), Parameter("camera.yaw_deg", value=12.0),
         Parameter("idle.blink_interval_s", value=2.0), Parameter("quality.adaptive", value=False),
+        Parameter("render_ahead", value=False),
     ])
     assert result.successful
     assert node._audio_format[0] == 22050
     settings = node.runtime.inbox.take()[2]
     assert settings["camera_yaw_deg"] == 12.0 and settings["idle"] == {"blink_interval_s": 2.0}
     assert node.runtime.quality.adaptive is False
+    assert node.runtime.config.render_ahead is False
 
 
 def test_out_of_range_and_bad_format_values_are_refused_with_a_reason(node):
