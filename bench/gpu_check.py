@@ -224,6 +224,7 @@ def cmd_soak_engine(args: argparse.Namespace) -> int:
     """Soak the engine + runtime in this process (no node, no DDS); see the module docstring."""
     import numpy as np
 
+    from gemo_ros.commands.face_probe import ReceivedFrame
     from gemo_ros.engine import Engine, EngineConfig
     from gemo_ros.runtime import Runtime, RuntimeConfig
 
@@ -241,11 +242,12 @@ def cmd_soak_engine(args: argparse.Namespace) -> int:
         flat = np.asarray(rgb).reshape(-1)
         digest = zlib.crc32(flat[:: max(flat.size // 4096, 1)].tobytes())
         with probe.lock:
-            probe.frames.append((now, float(state.get("t", 0.0)), digest, int(rgb.shape[1])))
+            probe.frames.append(ReceivedFrame(now, float(state.get("t", 0.0)), digest,
+                                              int(rgb.shape[1])))
             probe.states.append({**state, "_arrival": now})
 
     runtime = Runtime(engine, RuntimeConfig(fps=args.fps, width=args.size, height=args.size),
-                      publish, clock=clock)
+                      publish)
     runtime.start()
     print(f"[soak-engine] engine on {engine.device} ready in {time.monotonic() - t_load:.1f} s;"
           f" running {args.minutes:g} min at {args.size} px, {args.fps:g} fps", flush=True)
