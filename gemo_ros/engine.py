@@ -43,6 +43,8 @@ MAX_QUEUED_AUDIO_S = 300.0
 #: Sample rates accepted by feed_audio (Hz).
 MIN_RATE, MAX_RATE = 4000, 192000
 JAW = ARKIT_INDEX["jawOpen"]
+#: Audio fed to the model beyond what a frame needs (s): the next frames find it ready.
+FEED_MARGIN_S = 0.25
 #: The node's camera setting names -> :class:`RenderSettings` fields.
 CAMERA_KEYS = {"camera_yaw_deg": "yaw_deg", "camera_pitch_deg": "pitch_deg",
                "camera_distance": "distance", "camera_fov_deg": "fov_deg"}
@@ -312,7 +314,7 @@ class Engine:
         for stream, u in todo:
             if stop is not None and stop.is_set():
                 return
-            stream.feed_until(u + self.config.lookahead_s + 0.25, stop)
+            stream.feed_until(self._feed_horizon(u), stop)
 
     # --- output (one render thread) -----------------------------------------------------------
 
@@ -350,7 +352,7 @@ class Engine:
             now_arrival = utt.last_arrival if utt is not None else None
         t_push = time.perf_counter()
         if stream is not None and not self.audio_in_background:
-            stream.feed_until(u + cfg.lookahead_s + 0.25)
+            stream.feed_until(self._feed_horizon(u))
         push_ms = (time.perf_counter() - t_push) * 1e3
         if stream is not None and stream.model is None:
             stream = None  # the audio thread has not reached this utterance yet
@@ -405,10 +407,12 @@ class Engine:
         }
         return rgb, state
 
+    def _feed_horizon(self, u: float) -> float:
+        """Utterance time up to which audio must be in the model for a frame at ``u``."""
+        return u + self.config.lookahead_s + FEED_MARGIN_S
+
     def _warn(self, key: str, message: str) -> None:
-        skipped = self._limit(key)
-        if skipped is not None:
-            LOG.warning(message + (f" ({skipped} similar suppressed)" if skipped else ""))
+        self._limit.log(LOG, key, message)
 
     @property
     def queued_utterances(self) -> Tuple[Utterance, ...]:

@@ -1,5 +1,6 @@
 """Rate-limited log lines: one line per kind of problem per period, counting the rest."""
 
+import logging
 import time
 from collections import OrderedDict
 from typing import Callable, Optional
@@ -31,3 +32,10 @@ class LogLimiter:
             old, _ = self._last.popitem(last=False)
             self._suppressed.pop(old, None)
         return self._suppressed.pop(key, 0)
+
+    def log(self, logger: logging.Logger, key: str, message: str,
+            level: int = logging.WARNING) -> None:
+        """Log ``message`` unless a line of ``key`` went out within the period."""
+        skipped = self(key)
+        if skipped is not None:
+            logger.log(level, message + (f" ({skipped} similar suppressed)" if skipped else ""))

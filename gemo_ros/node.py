@@ -254,7 +254,6 @@ class AvatarNode(Node):
     def _make_engine(self) -> Engine:
         w = int(self._param("width"))
         h = int(self._param("height")) or w
-        bg = self._background(self._param("background"))
         cfg = EngineConfig(
             width=w or 256, height=h or w or 256, device=self._param("device"),
             avatar=self._param("avatar"), a2e=self._param("a2e_model"),
@@ -263,7 +262,8 @@ class AvatarNode(Node):
             camera=camera_settings(camera_yaw_deg=self._param("camera.yaw_deg"),
                                    camera_pitch_deg=self._param("camera.pitch_deg"),
                                    camera_distance=self._param("camera.distance"),
-                                   camera_fov_deg=self._param("camera.fov_deg"), background=bg),
+                                   camera_fov_deg=self._param("camera.fov_deg"),
+                                   background=list(self._param("background"))),
             lookahead_s=self._param("audio.lookahead_s"),
             output_latency_s=self._param("audio.output_latency_s"),
             gap_s=self._param("audio.gap_s"),
@@ -293,19 +293,12 @@ class AvatarNode(Node):
                                min_render_size=int(self._param("quality.min_render_size")),
                                render_ahead=bool(self._param("render_ahead")),
                                stall_s=float(self._param("watchdog.stall_s")))
-        runtime = Runtime(self.engine, config, self._publish_frame, clock=self._now,
+        runtime = Runtime(self.engine, config, self._publish_frame,
                           on_stall=self._publish_stall, low_gaussians=low)
         if low and hasattr(self.engine.head, "prepare_lod"):
             self.engine.head.prepare_lod(low)  # built in the background, used when needed
         self.engine.audio_in_background = True
         return runtime
-
-    @staticmethod
-    def _background(value: Any) -> Tuple[int, int, int]:
-        vals = list(value) if value is not None else []
-        if len(vals) != 3 or not all(0 <= int(v) <= 255 for v in vals):
-            raise ValueError(f"background must be [r, g, b] with 0-255 values, got {vals}")
-        return int(vals[0]), int(vals[1]), int(vals[2])
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -341,7 +334,7 @@ class AvatarNode(Node):
                     raise ValueError(f"{p.name} must be finite")
                 changes[_ENGINE_KEYS[p.name]] = v
             elif p.name == "background":
-                changes["background"] = self._background(p.value)
+                changes["background"] = list(p.value)  # checked by framing, below
             elif p.name.startswith("idle."):
                 idle[p.name[5:]] = p.value
             elif p.name == "quality.adaptive":

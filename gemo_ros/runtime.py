@@ -44,8 +44,6 @@ LOG = logging.getLogger(__name__)
 
 #: Audio seconds the inbox holds at most between two drains (the engine queues more).
 MAX_INBOX_AUDIO_S = 120.0
-#: Emotion/settings commands kept at most between two drains (older ones are superseded).
-MAX_INBOX_COMMANDS = 64
 
 
 @dataclass
@@ -192,17 +190,11 @@ class QualityController:
         self._over_since: Optional[float] = None
         self._under_since: Optional[float] = None
         self._too_slow: Dict[int, float] = {}   # level -> when it proved too slow
-        self.changes = 0
 
     @property
     def current(self) -> QualityLevel:
         """The rung in use."""
         return self.levels[self.level]
-
-    @property
-    def load(self) -> Optional[float]:
-        """Smoothed frame time as a fraction of the frame budget (None before any frame)."""
-        return None if self._ema is None else self._ema / self.budget_s
 
     def pin(self, level: int) -> None:
         """Set the level (clamped to the ladder) and restart the smoothing."""
@@ -242,7 +234,6 @@ class QualityController:
             self._too_slow[skipped] = now
         self._over_since = self._under_since = None
         self._ema = None
-        self.changes += 1
         new = self.current
         return (f"quality {'down' if step > 0 else 'up'}: render {old.width}x{old.height} -> "
                 f"{new.width}x{new.height}"
@@ -270,7 +261,6 @@ class Runtime:
 
     def __init__(self, engine: Engine, config: RuntimeConfig,
                  publish: Callable[[np.ndarray, Dict[str, Any]], None],
-                 clock: Optional[Callable[[], float]] = None,
                  on_stall: Optional[Callable[[Dict[str, Any]], None]] = None,
                  low_gaussians: int = 0) -> None:
         if not (math.isfinite(config.fps) and config.fps > 0):
@@ -279,7 +269,7 @@ class Runtime:
         self.config = config
         self.publish = publish
         self.on_stall = on_stall
-        self.clock = clock or engine.clock
+        self.clock = engine.clock
         self.inbox = Inbox()
         self.quality = QualityController(
             quality_ladder(config.width, config.height, config.min_render_size, low_gaussians),
@@ -320,15 +310,8 @@ class Runtime:
                         ", ".join(alive))
         return not alive
 
-    @property
-    def running(self) -> bool:
-        """True between start() and stop()."""
-        return bool(self._threads) and not self._stop.is_set()
-
     def _warn(self, key: str, message: str, level: int = logging.WARNING) -> None:
-        skipped = self._limit(key)
-        if skipped is not None:
-            LOG.log(level, message + (f" ({skipped} more like this)" if skipped else ""))
+        self._limit.log(LOG, key, message, level)
 
     # --- audio thread -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -293,9 +293,10 @@ def run(args: argparse.Namespace) -> int:
             f"{k} {np.median(v):.1f}" for k, v in timings.items()))
     if lat:
         _say(f"audio-to-frame latency: median {np.median(lat) * 1e3:.0f} ms")
-    problems = check_motion(stamps, images, fps, t_play, t_play + total)
-    _say(f"distinct frames: {len({hash(f.tobytes()) for f in images})} of {len(images)}; "
-         f"longest gap {_longest_gap(stamps, t_play, t_play + total):.2f} s")
+    motion = motion_stats(stamps, images, t_play, t_play + total)
+    problems = motion_problems(motion, fps)
+    _say(f"distinct frames: {motion.distinct} of {len(images)}; "
+         f"longest gap {motion.longest_gap_s:.2f} s")
     _say(f"done in {time.monotonic() - t_begin:.0f} s")
     if problems:
         for p in problems:
@@ -312,22 +313,43 @@ def _longest_gap(stamps: List[float], t0: float, t1: float) -> float:
     return max(b - a for a, b in zip(edges, edges[1:]))
 
 
-def check_motion(stamps: List[float], images: List[np.ndarray], fps: float, t0: float,
-                 t1: float, max_gap_s: float = 2.0) -> List[str]:
+class MotionStats(NamedTuple):
+    """What a recording shows: longest gap (s), achieved fps, distinct pictures, frames."""
+
+    longest_gap_s: float
+    achieved_fps: float
+    distinct: int
+    frames: int
+
+
+def motion_stats(stamps: List[float], images: List[np.ndarray], t0: float,
+                 t1: float) -> MotionStats:
+    """Measure the frames stamped in [t0, t1] (each picture hashed once)."""
+    inside = len([s for s in stamps if t0 <= s <= t1])
+    return MotionStats(_longest_gap(stamps, t0, t1), inside / max(t1 - t0, 1e-9),
+                       len({hash(f.tobytes()) for f in images}), len(images))
+
+
+def motion_problems(stats: MotionStats, fps: float, max_gap_s: float = 2.0) -> List[str]:
     """Return what is wrong with a recording (empty when the face kept moving at rate).
 
     Fails when frames stopped for more than ``max_gap_s``, the achieved rate is below half
     the requested one, or most frames repeat the same picture (a frozen face).
     """
     problems = []
-    gap = _longest_gap(stamps, t0, t1)
-    if gap > max_gap_s:
-        problems.append(f"frames stopped for {gap:.1f} s (more than {max_gap_s:g} s)")
-    achieved = len([s for s in stamps if t0 <= s <= t1]) / max(t1 - t0, 1e-9)
-    if achieved < 0.5 * fps:
-        problems.append(f"achieved {achieved:.1f} fps, below half the requested {fps:g} fps")
-    distinct = len({hash(f.tobytes()) for f in images})
-    if images and distinct < 0.5 * len(images):
-        problems.append(f"the face froze: only {distinct} distinct pictures in {len(images)} "
-                        f"frames")
+    if stats.longest_gap_s > max_gap_s:
+        problems.append(f"frames stopped for {stats.longest_gap_s:.1f} s (more than "
+                        f"{max_gap_s:g} s)")
+    if stats.achieved_fps < 0.5 * fps:
+        problems.append(f"achieved {stats.achieved_fps:.1f} fps, below half the requested "
+                        f"{fps:g} fps")
+    if stats.frames and stats.distinct < 0.5 * stats.frames:
+        problems.append(f"the face froze: only {stats.distinct} distinct pictures in "
+                        f"{stats.frames} frames")
     return problems
+
+
+def check_motion(stamps: List[float], images: List[np.ndarray], fps: float, t0: float,
+                 t1: float, max_gap_s: float = 2.0) -> List[str]:
+    """Return what is wrong with the recording ``stamps``/``images`` over [t0, t1]."""
+    return motion_problems(motion_stats(stamps, images, t0, t1), fps, max_gap_s)
