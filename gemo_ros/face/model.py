@@ -253,12 +253,22 @@ def _load_default(name: str) -> FaceModel:
 register_face_model("default", _load_default)
 
 
+def _load_ict(name: str) -> FaceModel:
+    # The ICT head (gemo_ros/face/ict.py) reads its asset only when asked for.
+    from gemo_ros.face.ict import load_registered
+    return load_registered(name)
+
+
+register_face_model("ict", _load_ict)
+
+
 def load_face_model(name: str = "default", model_type: Optional[str] = None) -> FaceModel:
     """Load a face model by name (``"default"``) or by a file path with a registered type.
 
     Args:
-        name: ``"default"`` for the built-in procedural head, or a path understood by the
-            loader of ``model_type``.
+        name: ``"default"`` for the built-in procedural head, ``"ict"`` for the ICT Face
+            Model (``gemo_ros.face.ict``), or a path understood by the loader of
+            ``model_type``.
         model_type: registry key; inferred from ``name`` when it is a registered type.
     Raises:
         ValueError: no loader is registered for the type.
