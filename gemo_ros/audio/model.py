@@ -248,14 +248,18 @@ class AudioToExpression(nn.Module):
         return feats.reshape(b, nb * block, -1)[:, :t]
 
     # ------------------------------------------------------------------ decoder
-    def decode_parts(self, feats: torch.Tensor, emotion: torch.Tensor
+    def decode_parts(self, feats: torch.Tensor, emotion: torch.Tensor, validate: bool = True
                      ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Return (base ``[B,T,52]`` in (0,1), delta ``[B,T,52]`` in [-1,1], 0 if neutral)."""
+        """Return (base ``[B,T,52]`` in (0,1), delta ``[B,T,52]`` in [-1,1], 0 if neutral).
+
+        ``validate=False`` skips the range check of the emotion ids (a device -> host read
+        on a GPU); the caller has checked them on the host (the streaming frame path).
+        """
         base = torch.sigmoid(self.base_head(feats))
         emotion = torch.as_tensor(emotion, dtype=torch.long, device=feats.device).reshape(-1)
         if emotion.numel() == 1 and feats.shape[0] > 1:
             emotion = emotion.expand(feats.shape[0])
-        if emotion.min() < 0 or emotion.max() >= self.config.num_emotions:
+        if validate and (emotion.min() < 0 or emotion.max() >= self.config.num_emotions):
             raise ValueError(f"emotion ids must be in [0, {self.config.num_emotions - 1}]")
         gamma, beta = self.emo_film(self.emotion_embed(emotion)).chunk(2, dim=-1)
         h = self.emo_in(feats) * (1 + gamma[:, None]) + beta[:, None]

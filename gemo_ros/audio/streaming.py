@@ -9,6 +9,9 @@ Input at any rate is resampled by :class:`gemo_ros.audio.signal.StreamResampler`
 reproduces whole-signal resampling sample for sample.
 
 Utterance time 0 is the first sample pushed since :meth:`StreamingA2E.reset`.
+
+Features stay on the model's device: the ``*_tensor`` queries return device tensors with no
+host round trip (what a frame on a GPU needs); the numpy queries copy those to the host.
 """
 
 import logging
@@ -56,7 +59,8 @@ class StreamingA2E:
         self._device = next(model.parameters()).device
         self._lock = threading.RLock()
         with torch.no_grad():
-            self._silence = model.silence_feature().cpu().numpy()
+            self._silence = model.silence_feature().float()  # [D] on the device
+        self._emotion_ids: Dict[int, torch.Tensor] = {}   # emotion id -> [1] on the device
         self.reset()
 
     # ------------------------------------------------------------------ properties
@@ -96,10 +100,10 @@ class StreamingA2E:
             self._audio_start = 0                   # ... from this global sample index
             self._n_final = 0                       # final model-rate samples in total
             self._tail = np.zeros(0, np.float32)    # provisional samples after them
-            self._feats = np.zeros((0, self.model.feature_dim), np.float32)
+            self._feats = torch.zeros(0, self.model.feature_dim, device=self._device)
             self._feats_start = 0                   # frame index of self._feats[0]
             self._n_blocks = 0                      # final blocks
-            self._prov: Dict[int, np.ndarray] = {}  # provisional block features
+            self._prov: Dict[int, torch.Tensor] = {}  # provisional block features (device)
 
     def push(self, samples, rate: int) -> None:
         """Add an audio chunk.
@@ -145,10 +149,11 @@ class StreamingA2E:
             out[lo - start:hi - start] = src[lo - self._audio_start:hi - self._audio_start]
         return out
 
-    def _encode(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+    def _encode(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
+        """Encode audio windows into block features ``[N, block, D]`` on the device."""
         with torch.no_grad():
-            w = torch.from_numpy(np.stack(windows)).to(self._device)
-            return self.model.encode_windows(w, self.block).float().cpu().numpy()
+            w = _upload(np.stack(windows), self._device)
+            return self.model.encode_windows(w, self.block).float()
 
     def _compute_final_blocks(self) -> None:
         ready = []
@@ -158,7 +163,7 @@ class StreamingA2E:
             j += 1
         if ready:
             feats = self._encode([self._window(k, True) for k in ready])
-            self._feats = np.concatenate([self._feats, feats.reshape(-1, feats.shape[-1])])
+            self._feats = torch.cat([self._feats, feats.reshape(-1, feats.shape[-1])])
             self._n_blocks = j
         # Drop features beyond the history and audio no future window needs.
         extra = len(self._feats) - self.history_frames
@@ -172,33 +177,43 @@ class StreamingA2E:
             self._audio = self._audio[drop:]
             self._audio_start += drop
 
-    def _block_feats(self, j: int) -> np.ndarray:
+    def _block_feats(self, j: int) -> torch.Tensor:
         if j < self._n_blocks:
             lo = j * self.block - self._feats_start
             if lo < 0:
                 raise ValueError("requested time is older than the kept history")
             return self._feats[lo:lo + self.block]
         if self.model.window_span(j, self.block)[0] >= self._n_samples_total():
-            return np.broadcast_to(self._silence, (self.block, len(self._silence)))
+            return self._silence.expand(self.block, -1)
         if j not in self._prov:
             self._prov[j] = self._encode([self._window(j, False)])[0]
         return self._prov[j]
 
     def frame_features(self, frames: Sequence[int]) -> np.ndarray:
         """Return features ``[N, D]`` of frame indices (frames before 0 are silence)."""
+        return self.frame_features_tensor(frames).cpu().numpy()
+
+    def frame_features_tensor(self, frames: Sequence[int]) -> torch.Tensor:
+        """:meth:`frame_features` as a float tensor ``[N, D]`` on the model's device.
+
+        Frame indices are host integers, so rows are picked with no device sync.
+        """
         frames = np.asarray(frames, np.int64).reshape(-1)
-        out = np.empty((len(frames), self.model.feature_dim), np.float32)
+        rows = []
         with self._lock:
-            cache: Dict[int, np.ndarray] = {}
-            for n, k in enumerate(frames):
+            cache: Dict[int, torch.Tensor] = {}
+            for k in frames.tolist():
                 if k < 0:
-                    out[n] = self._silence
+                    rows.append(self._silence[None])
                     continue
-                j = int(k) // self.block
+                j = k // self.block
                 if j not in cache:
                     cache[j] = self._block_feats(j)
-                out[n] = cache[j][int(k) - j * self.block]
-        return out
+                i = k - j * self.block
+                rows.append(cache[j][i:i + 1])
+        if not rows:
+            return self._silence.new_zeros(0, self._silence.shape[0])
+        return torch.cat(rows) if len(rows) > 1 else rows[0]
 
     # ------------------------------------------------------------------ queries
     def features(self, t: float, window: int) -> np.ndarray:
@@ -207,11 +222,15 @@ class StreamingA2E:
         Rows are frames ``round(t * fps) - window // 2 + i``; frames before time 0 are
         silence, frames after the received audio are computed as if it ended now.
         """
+        return self.features_tensor(t, window).cpu().numpy()
+
+    def features_tensor(self, t: float, window: int) -> torch.Tensor:
+        """:meth:`features` as a tensor ``[window, D]`` on the model's device (no sync)."""
         if int(window) < 1:
             raise ValueError(f"window must be >= 1 frame, got {window!r}")
         _check_time(t)
         k = int(np.round(t * self.fps)) - int(window) // 2
-        return self.frame_features(np.arange(k, k + int(window)))
+        return self.frame_features_tensor(np.arange(k, k + int(window)))
 
     def coefficients_at(self, times, emotion: EmotionLike = 0,
                         intensity: float = 1.0) -> np.ndarray:
@@ -227,9 +246,8 @@ class StreamingA2E:
         # The next frame only matters off the frame grid (it may not be final yet).
         k1 = np.where(a[:, 0] > 0, k0 + 1, k0)
         uniq, inv = np.unique(np.concatenate([k0, k1]), return_inverse=True)
-        feats = self.frame_features(uniq)
         with torch.no_grad():
-            f = torch.from_numpy(feats).to(self._device)[None]
+            f = self.frame_features_tensor(uniq)[None]
             c = self.model.decode(f, torch.tensor([eid], device=self._device),
                                   torch.tensor([inten], device=self._device))[0]
             c = c.float().cpu().numpy()
@@ -244,24 +262,43 @@ class StreamingA2E:
         the neutral output is the decoder's base, the emotional one adds the emotion's
         delta, so one pass gives both (the runtime needs both every frame).
         """
+        pair = self.coefficient_pair_tensor(t, emotion, intensity).cpu().numpy()
+        return pair[0], pair[1]
+
+    def coefficient_pair_tensor(self, t: float, emotion: EmotionLike,
+                                intensity: float) -> torch.Tensor:
+        """:meth:`coefficient_pair` as one float tensor ``[2, 52]`` on the model's device.
+
+        No host round trip: the emotion id and intensity are checked on the host, the
+        emotion's id tensor is uploaded once per emotion, the intensity and the
+        interpolation weight enter as scalars (float32 products, as numpy's float32 maths).
+        """
         _check_time(t)
         eid = emotion_id(emotion)
+        if not 0 <= eid < self.model.config.num_emotions:
+            raise ValueError(f"emotion id {eid} outside the model's "
+                             f"{self.model.config.num_emotions} emotions")
         inten = _check_intensity(intensity)
         x = np.float64(t) * self.fps
         k0 = int(np.floor(x))
         a = np.float32(x - k0)
         frames = [k0, k0 + 1] if a > 0 else [k0]
-        feats = self.frame_features(frames)
         with torch.no_grad():
-            f = torch.from_numpy(feats).to(self._device)[None]
-            base, delta = self.model.decode_parts(f, torch.tensor([eid], device=self._device))
-            scale = torch.tensor([inten], dtype=f.dtype, device=self._device)[:, None, None]
-            pair = torch.cat([base.clamp(0.0, 1.0), (base + scale * delta).clamp(0.0, 1.0)])
-            pair = pair.float().cpu().numpy()  # [2, frames, 52]
-        if len(frames) == 1:
-            return pair[0, 0], pair[1, 0]
-        mixed = (1.0 - a) * pair[:, 0] + a * pair[:, 1]
-        return mixed[0], mixed[1]
+            f = self.frame_features_tensor(frames)[None]
+            base, delta = self.model.decode_parts(f, self._emotion_tensor(eid), validate=False)
+            pair = torch.cat([base.clamp(0.0, 1.0),
+                              (base + float(np.float32(inten)) * delta).clamp(0.0, 1.0)])
+            pair = pair.float()  # [2, frames, 52]
+            if len(frames) == 1:
+                return pair[:, 0]
+            return float(np.float32(1.0) - a) * pair[:, 0] + float(a) * pair[:, 1]
+
+    def _emotion_tensor(self, eid: int) -> torch.Tensor:
+        """``[eid]`` as a long tensor on the device, made once per emotion."""
+        e = self._emotion_ids.get(eid)
+        if e is None:
+            e = self._emotion_ids[eid] = torch.tensor([eid], device=self._device)
+        return e
 
     def coefficients(self, t: float, emotion: EmotionLike = 0,
                      intensity: float = 1.0) -> np.ndarray:
@@ -271,6 +308,18 @@ class StreamingA2E:
         :attr:`final_until` may still change when more audio arrives.
         """
         return self.coefficients_at([t], emotion, intensity)[0]
+
+
+def _upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Copy a host array to ``device``: from pinned memory without blocking on CUDA.
+
+    The caching host allocator keeps the pinned block until the copy has run, so the
+    host is free to go on; on the CPU this is the array itself, shared.
+    """
+    host = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type != "cuda":
+        return host
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 def _check_time(t: float) -> None:
