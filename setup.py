@@ -38,6 +38,8 @@ setup(
         "console_scripts": [
             "avatar_node = gemo_ros.node:main",
             "gemo = gemo_ros.cli:main",
+            "face_panel = gemo_ros.panel_node:panel_main",
+            "face_window = gemo_ros.panel_node:window_main",
         ],
     },
 )

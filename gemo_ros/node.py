@@ -4,6 +4,8 @@ Topics (relative names, so a namespace moves them all):
 
 * sub ``audio`` (audio_common_msgs/AudioData), ``audio_info`` (AudioInfo),
   ``audio_stamped`` (AudioDataStamped), ``emotion`` (std_msgs/String) — reliable QoS;
+* sub ``expression_topic`` (hri_msgs/Expression, ROS4HRI; default ``/robot_face/expression``)
+  where hri_msgs is installed;
 * pub ``face/image`` (sensor_msgs/Image rgb8, sensor-data QoS), optional
   ``face/image/compressed`` (JPEG), ``face/state`` (std_msgs/String JSON).
 
@@ -120,6 +122,8 @@ PARAMETERS: Dict[str, Dict[str, Any]] = {
                                     "gives none", 0.0, 1.0),
     "emotion.default_transition_s": _p(_ENG.default_transition_s, "ramp time (s) used when "
                                        "a command gives none", 0.0, 10.0),
+    "expression_topic": _p("/robot_face/expression", "ROS4HRI hri_msgs/Expression input "
+                           "(mapped to an emotion and intensity); '' = none", read_only=True),
     "idle.enabled": _p(_IDLE.enabled, "idle life: blinks, gaze saccades, breathing, head motion"),
     "idle.seed": _p(_IDLE.seed, "random seed of the idle behaviour", 0, 2 ** 31 - 1, step=1),
     "idle.blink_interval_s": _p(_IDLE.blink_interval_s, "mean time between blinks (s)",
@@ -219,6 +223,7 @@ class AvatarNode(Node):
                                                 qos_profile_sensor_data)
                           if self._param("publish_compressed") else None)
         self._pub_state = self.create_publisher(String, "face/state", 10)
+        self._subscribe_expression(reliable)
 
         self.runtime = self._make_runtime()
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -233,7 +238,8 @@ class AvatarNode(Node):
             f"publishing {cfg.width}x{cfg.height} rgb8 at {self._fps:g} fps on "
             f"{self.resolve_topic_name('face/image')}; device {self.engine.device}; quality "
             f"{'adaptive' if cfg.adaptive else 'pinned'}, render {ladder[-1].width}-"
-            f"{ladder[0].width} px; stages "
+            f"{ladder[0].width} px; images via "
+            f"{'cv_bridge' if ros_io.cv_bridge() is not None else 'numpy'}; stages "
             + ", ".join(f"{k}={v}" for k, v in self.engine.stages.items())
             + (f"; MISSING: {', '.join(missing)}" if missing else ""))
         self.runtime.start()
@@ -299,6 +305,20 @@ class AvatarNode(Node):
             self.engine.head.prepare_lod(low)  # built in the background, used when needed
         self.engine.audio_in_background = True
         return runtime
+
+    def _subscribe_expression(self, qos: QoSProfile) -> None:
+        """Subscribe to ROS4HRI expressions where hri_msgs is installed (one log line if not)."""
+        topic = str(self._param("expression_topic")).strip()
+        if not topic:
+            return
+        try:
+            from hri_msgs.msg import Expression
+        except ImportError:
+            self.get_logger().info(
+                f"hri_msgs is not installed: not subscribed to ROS4HRI expressions on "
+                f"{topic} (build hri_msgs to use them; /emotion works without it)")
+            return
+        self.create_subscription(Expression, topic, self._on_expression, qos)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -470,6 +490,17 @@ class AvatarNode(Node):
         self.runtime.inbox.put_emotion(cmd.emotion, cmd.intensity, cmd.transition_s, self._now())
         for w in cmd.warnings:
             self._warn("emotion_warning", f"/emotion {msg.data!r}: {w}")
+
+    @_guarded
+    def _on_expression(self, msg: Any) -> None:
+        try:
+            mapped = ros_io.expression_from_msg(msg)
+        except ValueError as exc:
+            self._warn("expression_error:" + str(exc)[:40], f"expression ignored: {exc}")
+            return
+        self.runtime.inbox.put_emotion(mapped.emotion, mapped.intensity, None, self._now())
+        for w in mapped.warnings:
+            self._warn("expression_warning", f"expression {msg.expression!r}: {w}")
 
     # --- frames -------------------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
 """Message <-> numpy conversions.
 
 Audio: ``AudioData.data`` (raw interleaved PCM bytes) -> mono float32 samples in [-1, 1].
-Images: ``uint8 [H, W, 3]`` RGB -> ``sensor_msgs/Image`` (rgb8) or ``CompressedImage`` (JPEG).
+Images: ``uint8 [H, W, 3]`` RGB -> ``sensor_msgs/Image`` (rgb8) or ``CompressedImage`` (JPEG,
+image_transport's ``compressed`` conventions) and back. Where ``cv_bridge`` is importable (a
+robot with ROS 2 from apt) Image messages are built and read by ``cv_bridge.CvBridge``,
+elsewhere by numpy; both give the same message bytes (test/test_ros_io.py).
+ROS4HRI: ``hri_msgs/msg/Expression`` -> emotion and intensity (:mod:`gemo_ros.expressions`).
 The ``/emotion`` command grammar lives with the emotion vocabulary
 (:func:`gemo_ros.emotions.parse_emotion_command`).
 
@@ -11,9 +15,11 @@ audio part works (and is tested) without ROS.
 
 import array
 import io
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
+
+from gemo_ros.expressions import ExpressionMapping, map_expression
 
 #: sample format name -> (numpy dtype, scale to [-1, 1], zero offset)
 SAMPLE_FORMATS = {
@@ -129,14 +135,53 @@ def _byte_array(buf: Any) -> array.array:
     return out
 
 
-def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "face") -> Any:
+#: image_transport's ``compressed`` plugin: ``<input encoding>; jpeg compressed <jpeg colours>``
+#: (colour JPEGs are written from bgr8, so an rgb8 image reads as below).
+COMPRESSED_FORMAT = "rgb8; jpeg compressed bgr8"
+#: Sub-topic of the compressed transport (``face/image`` -> ``face/image/compressed``).
+COMPRESSED_SUFFIX = "compressed"
+
+_BRIDGE: Any = None  # the CvBridge once made; False when cv_bridge cannot be imported
+
+
+def cv_bridge() -> Optional[Any]:
+    """Return the shared ``CvBridge`` instance, or None where the package or OpenCV is absent."""
+    global _BRIDGE
+    if _BRIDGE is None:
+        try:
+            from cv_bridge import CvBridge
+            _BRIDGE = CvBridge()
+        except Exception:  # noqa: BLE001 - ImportError, or a broken OpenCV underneath
+            _BRIDGE = False
+    return _BRIDGE or None
+
+
+def _bridge_for(use_cv_bridge: Optional[bool]) -> Optional[Any]:
+    """None = cv_bridge when importable; True = cv_bridge or ImportError; False = numpy."""
+    if use_cv_bridge is False:
+        return None
+    bridge = cv_bridge()
+    if bridge is None and use_cv_bridge:
+        raise ImportError("cv_bridge is not importable (install ros-<distro>-cv-bridge)")
+    return bridge
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "face",
+              use_cv_bridge: Optional[bool] = None) -> Any:
     """Build a ``sensor_msgs/Image`` (rgb8) from ``uint8 [H, W, 3]`` with one copy.
 
     ``stamp_ns`` is the header stamp in integer nanoseconds (the playback time shown).
+    ``use_cv_bridge``: None = ``CvBridge.cv2_to_imgmsg`` where cv_bridge is importable, else
+    numpy; True/False force one path. Both give the same message.
     """
+    rgb = _check_rgb(rgb)
+    bridge = _bridge_for(use_cv_bridge)
+    if bridge is not None:
+        msg = bridge.cv2_to_imgmsg(rgb, encoding="rgb8")
+        _set_header(msg.header, stamp_ns, frame_id)
+        return msg
     from sensor_msgs.msg import Image
 
-    rgb = _check_rgb(rgb)
     msg = Image()
     _set_header(msg.header, stamp_ns, frame_id)
     msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
@@ -158,24 +203,82 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
 
 def compressed_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "face",
                          quality: int = 85) -> Any:
-    """Build a ``sensor_msgs/CompressedImage`` (format ``rgb8; jpeg compressed bgr8``)."""
+    """Build a ``sensor_msgs/CompressedImage`` as image_transport's ``compressed`` plugin does.
+
+    ``format`` is :data:`COMPRESSED_FORMAT` (``rgb8; jpeg compressed bgr8``); the data is a
+    baseline colour JPEG at ``quality`` (pillow), so any JPEG decoder (image_transport's
+    ``compressed`` subscriber, ``CvBridge.compressed_imgmsg_to_cv2``, a browser) reads it.
+    cv_bridge's own ``cv2_to_compressed_imgmsg`` is not used here: it has no quality setting
+    and writes ``format`` as the bare file extension.
+    """
     from sensor_msgs.msg import CompressedImage
 
     msg = CompressedImage()
     _set_header(msg.header, stamp_ns, frame_id)
-    # image_transport's compressed plugin names the format this way.
-    msg.format = "rgb8; jpeg compressed bgr8"
+    msg.format = COMPRESSED_FORMAT
     msg.data = _byte_array(jpeg_bytes(rgb, quality))
     return msg
 
 
-def image_from_msg(msg: Any) -> np.ndarray:
-    """Return ``uint8 [H, W, 3]`` RGB from an rgb8/bgr8 ``sensor_msgs/Image`` (a view when rgb8)."""
+def compressed_is_jpeg(msg: Any) -> bool:
+    """Whether a ``CompressedImage`` holds a JPEG (its format names jpeg, or the bytes do)."""
+    fmt = str(msg.format).lower()
+    if "jpeg" in fmt or "jpg" in fmt:
+        return True
+    head = bytes(memoryview(msg.data)[:3]) if len(msg.data) >= 3 else b""
+    return not fmt.strip() and head == b"\xff\xd8\xff"
+
+
+def rgb_from_compressed_msg(msg: Any, use_cv_bridge: Optional[bool] = None) -> np.ndarray:
+    """Decode a ``CompressedImage`` (JPEG or PNG) to ``uint8 [H, W, 3]`` RGB.
+
+    ``CvBridge.compressed_imgmsg_to_cv2(msg, "rgb8")`` where cv_bridge is importable, else
+    pillow. Raises ValueError on bytes that are no image.
+    """
+    bridge = _bridge_for(use_cv_bridge)
+    if bridge is not None:
+        try:
+            out = bridge.compressed_imgmsg_to_cv2(msg, "rgb8")
+        except Exception as exc:  # noqa: BLE001 - CvBridgeError, cv2.error: one kind here
+            raise ValueError(f"cannot decode CompressedImage ({msg.format!r}): {exc}") from None
+        if out is None:
+            raise ValueError(f"cannot decode CompressedImage ({msg.format!r})")
+        return _check_rgb(out)
+    from PIL import Image as PILImage, UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(bytes(memoryview(msg.data).cast("B")))) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot decode CompressedImage ({msg.format!r}): {exc}") from None
+
+
+def image_from_msg(msg: Any, use_cv_bridge: Optional[bool] = None) -> np.ndarray:
+    """Return ``uint8 [H, W, 3]`` RGB from an rgb8/bgr8 ``sensor_msgs/Image``.
+
+    ``CvBridge.imgmsg_to_cv2(msg, "rgb8")`` where cv_bridge is importable, else numpy (a view
+    when rgb8). Raises ValueError on another encoding or a size that the data does not hold.
+    """
     if msg.encoding not in ("rgb8", "bgr8"):
         raise ValueError(f"unsupported image encoding {msg.encoding!r} (rgb8/bgr8 only)")
-    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-    img = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
+    if msg.step < msg.width * 3 or len(msg.data) < msg.height * msg.step:
+        raise ValueError(f"image of {msg.width}x{msg.height}, step {msg.step} does not fit "
+                         f"its {len(msg.data)} data bytes")
+    bridge = _bridge_for(use_cv_bridge)
+    if bridge is not None:
+        return bridge.imgmsg_to_cv2(msg, "rgb8")
+    rows = np.frombuffer(msg.data, dtype=np.uint8)[: msg.height * msg.step]
+    img = rows.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
     return img[:, :, ::-1] if msg.encoding == "bgr8" else img
+
+
+def expression_from_msg(msg: Any) -> ExpressionMapping:
+    """Map an ``hri_msgs/msg/Expression`` (ROS4HRI) to an emotion and intensity.
+
+    Raises ValueError (unknown name without valence/arousal, NaN) as
+    :func:`gemo_ros.expressions.map_expression` does.
+    """
+    return map_expression(msg.expression, msg.valence, msg.arousal, msg.confidence)
 
 
 def _set_header(header: Any, stamp_ns: int, frame_id: str) -> None:

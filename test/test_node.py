@@ -65,3 +65,51 @@ def test_out_of_range_and_bad_format_values_are_refused_with_a_reason(node):
     assert not bad.successful and "MP3" in bad.reason
     ranged = node.set_parameters([Parameter("camera.yaw_deg", value=400.0)])[0]
     assert not ranged.successful
+
+
+class _Expression:
+    """The fields of hri_msgs/msg/Expression (the test does not need the package)."""
+
+    def __init__(self, expression="", valence=0.0, arousal=0.0, confidence=0.0):
+        self.expression, self.valence = expression, valence
+        self.arousal, self.confidence = arousal, confidence
+
+
+def _record_emotions(node, monkeypatch):
+    got = []
+    monkeypatch.setattr(node.runtime.inbox, "put_emotion",
+                        lambda name, intensity, transition, t: got.append((name, intensity)))
+    return got
+
+
+def test_a_ros4hri_expression_becomes_an_emotion_command(node, monkeypatch):
+    got = _record_emotions(node, monkeypatch)
+    node._on_expression(_Expression("furious", confidence=0.8))
+    node._on_expression(_Expression("", valence=-0.6, arousal=-0.6))
+    assert got[0] == ("angry", pytest.approx(0.8))
+    assert got[1][0] == "sad"
+
+
+def test_an_unknown_or_broken_expression_is_a_warning_and_the_node_keeps_going(
+        node, monkeypatch):
+    got = _record_emotions(node, monkeypatch)
+    warnings = []
+    monkeypatch.setattr(node, "_warn", lambda key, message, error=False: warnings.append(message))
+    node._on_expression(_Expression("grumpy"))
+    node._on_expression(_Expression("happy", arousal=float("nan")))
+    node._on_expression(object())  # not an Expression at all
+    node._on_expression(_Expression("happy"))
+    assert got == [("happy", pytest.approx(0.7))]
+    assert "unknown expression 'grumpy'" in warnings[0]
+    assert "arousal must be finite" in warnings[1]
+    assert "_on_expression failed" in warnings[2]
+
+
+def test_the_expression_topic_is_subscribed_only_where_hri_msgs_exists(node):
+    topics = {s.topic_name for s in node.subscriptions}
+    try:
+        import hri_msgs.msg  # noqa: F401
+    except ImportError:
+        assert "/robot_face/expression" not in topics
+    else:
+        assert "/robot_face/expression" in topics

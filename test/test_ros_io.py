@@ -111,3 +111,95 @@ def test_compressed_message_holds_a_decodable_jpeg():
 def test_image_rejects_wrong_shape():
     with pytest.raises(ValueError, match="uint8"):
         ros_io.jpeg_bytes(np.zeros((4, 4), dtype=np.uint8))
+
+
+# --- cv_bridge and the numpy path, image_transport's compressed conventions ------------------
+
+def _face_like(h: int = 24, w: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_cv_bridge_and_numpy_build_the_same_image_message_bytes():
+    pytest.importorskip("sensor_msgs.msg")
+    if ros_io.cv_bridge() is None:
+        pytest.skip("cv_bridge is not importable here (no ros-*-cv-bridge wheel on PyPI for "
+                    "Kilted; a robot's apt ROS has it)")
+    from rclpy.serialization import serialize_message
+
+    rgb = _face_like()
+    a = ros_io.image_msg(rgb, 1_500_000_000, "face", use_cv_bridge=True)
+    b = ros_io.image_msg(rgb, 1_500_000_000, "face", use_cv_bridge=False)
+    assert serialize_message(a) == serialize_message(b)
+    np.testing.assert_array_equal(ros_io.image_from_msg(a, use_cv_bridge=True),
+                                  ros_io.image_from_msg(b, use_cv_bridge=False))
+
+
+def test_cv_bridge_and_pillow_decode_the_compressed_message_to_the_same_pixels():
+    pytest.importorskip("sensor_msgs.msg")
+    if ros_io.cv_bridge() is None:
+        pytest.skip("cv_bridge is not importable here (no ros-*-cv-bridge wheel on PyPI for "
+                    "Kilted; a robot's apt ROS has it)")
+    msg = ros_io.compressed_image_msg(_face_like(), 0, quality=90)
+    a = ros_io.rgb_from_compressed_msg(msg, use_cv_bridge=True).astype(int)
+    b = ros_io.rgb_from_compressed_msg(msg, use_cv_bridge=False).astype(int)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 2  # two IDCTs of one JPEG
+
+
+def test_without_cv_bridge_the_numpy_path_is_used_and_forcing_cv_bridge_says_why():
+    pytest.importorskip("sensor_msgs.msg")
+    if ros_io.cv_bridge() is not None:
+        pytest.skip("cv_bridge is importable here")
+    msg = ros_io.image_msg(_face_like(), 0)
+    assert msg.encoding == "rgb8"
+    with pytest.raises(ImportError, match="cv-bridge"):
+        ros_io.image_msg(_face_like(), 0, use_cv_bridge=True)
+
+
+def test_compressed_message_follows_image_transport_naming():
+    pytest.importorskip("sensor_msgs.msg")
+    msg = ros_io.compressed_image_msg(_face_like(), 2_000_000_001, "panel")
+    assert msg.format == "rgb8; jpeg compressed bgr8"
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (
+        2, 1, "panel")
+    assert bytes(msg.data[:3]) == b"\xff\xd8\xff" and ros_io.compressed_is_jpeg(msg)
+    assert "face/image/" + ros_io.COMPRESSED_SUFFIX == "face/image/compressed"
+
+
+def test_compressed_message_decodes_to_the_image_within_jpeg_error():
+    pytest.importorskip("sensor_msgs.msg")
+    rgb = np.zeros((32, 48, 3), dtype=np.uint8)
+    rgb[:, :24] = (220, 40, 30)
+    rgb[:, 24:] = (20, 60, 200)
+    back = ros_io.rgb_from_compressed_msg(ros_io.compressed_image_msg(rgb, 0, quality=95),
+                                          use_cv_bridge=False)
+    assert back.shape == rgb.shape
+    assert np.abs(back[4:-4, 4:20].astype(int) - rgb[4:-4, 4:20]).max() < 12
+    assert np.abs(back[4:-4, 28:44].astype(int) - rgb[4:-4, 28:44]).max() < 12
+
+
+def test_garbage_compressed_data_is_a_value_error():
+    sensor_msgs = pytest.importorskip("sensor_msgs.msg")
+    msg = sensor_msgs.CompressedImage(format="jpeg", data=b"not an image")
+    with pytest.raises(ValueError, match="cannot decode"):
+        ros_io.rgb_from_compressed_msg(msg, use_cv_bridge=False)
+
+
+def test_bgr8_images_are_returned_as_rgb_and_short_data_is_refused():
+    pytest.importorskip("sensor_msgs.msg")
+    rgb = _face_like(4, 5)
+    msg = ros_io.image_msg(rgb, 0, use_cv_bridge=False)
+    msg.encoding = "bgr8"
+    np.testing.assert_array_equal(ros_io.image_from_msg(msg, use_cv_bridge=False),
+                                  rgb[:, :, ::-1])
+    msg.height = 9
+    with pytest.raises(ValueError, match="does not fit"):
+        ros_io.image_from_msg(msg, use_cv_bridge=False)
+
+
+def test_expression_message_fields_are_mapped():
+    class Expression:  # the fields of hri_msgs/msg/Expression (the package may be absent)
+        expression, valence, arousal, confidence = "furious", 0.0, 0.0, 0.5
+
+    m = ros_io.expression_from_msg(Expression())
+    assert m.emotion == "angry" and m.intensity == pytest.approx(0.5)
