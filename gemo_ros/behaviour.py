@@ -18,7 +18,7 @@ Angles are degrees at the configuration surface and radians inside (axis-angle).
 import bisect
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
@@ -262,8 +262,25 @@ def apply_idle(coeffs: np.ndarray, idle: IdleState,
     the avatar's left: ``eyeLookOutLeft`` + ``eyeLookInRight``; pitch > 0 looks up).
     """
     out = np.array(coeffs, dtype=np.float32, copy=True)
+    floor, add = idle_overlay(idle, eye_look_max_deg, out.shape[-1])
+    np.maximum(out, floor, out=out)
+    out += add
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def idle_overlay(idle: IdleState, eye_look_max_deg: float = EYE_LOOK_MAX_DEG,
+                 size: int = 52) -> np.ndarray:
+    """Return ``[floor, add]`` ``[2, size]``: ``apply_idle(c) = clip(max(c, floor) + add)``.
+
+    Made on the host from the idle state alone (no coefficients), so a GPU frame uploads it
+    with its other small inputs and overlays it on the device (:func:`apply_idle_tensor`).
+    ``floor`` is -inf except at the blinks.
+    """
+    out = np.zeros((2, size), np.float32)
+    out[0] = -np.inf
     for k in _BLINK:
-        out[k] = max(out[k], idle.blink)
+        out[0, k] = idle.blink
     yaw, pitch = (g / eye_look_max_deg for g in idle.gaze_deg)
     # Looking down drops the upper lids a little; blinking overrides gaze.
     adds = {
@@ -273,6 +290,16 @@ def apply_idle(coeffs: np.ndarray, idle: IdleState,
         "eyeLookDownLeft": max(-pitch, 0.0), "eyeLookDownRight": max(-pitch, 0.0),
     }
     for name, v in adds.items():
-        out[ARKIT_INDEX[name]] += v
-    np.clip(out, 0.0, 1.0, out=out)
+        out[1, ARKIT_INDEX[name]] = v
     return out
+
+
+def apply_idle_tensor(coeffs: Any, overlay: Any) -> Any:
+    """Return :func:`apply_idle` of tensors ``coeffs [..., 52]`` with ``overlay [2, 52]``.
+
+    ``overlay`` is :func:`idle_overlay` on the coefficients' device; no host round trip,
+    the same float32 values as :func:`apply_idle`.
+    """
+    import torch
+
+    return (torch.maximum(coeffs, overlay[0]) + overlay[1]).clamp(0.0, 1.0)

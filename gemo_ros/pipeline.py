@@ -12,13 +12,20 @@ Per frame (docs/ARCHITECTURE.md, "The method"):
 
 :class:`TalkingHead` exposes each step (batched over frames) so the engine, ``gemo render``,
 training and evaluation share one implementation. Nothing here imports rclpy.
+
+On a GPU a frame makes no host round trip but its result: the small host inputs (intensity,
+neck pose, idle overlay, and coefficients when they come from the host) go up in one
+pinned, non-blocking copy (:func:`upload`), every stage runs on device tensors, and
+:func:`download_frame` brings the ``uint8`` image back with one CUDA event to wait on.
+:class:`StageClock` times the stages with CUDA events there (``time.perf_counter`` on a
+CPU). ``test/test_pipeline_host_syncs.py`` records every host sync of a frame.
 """
 
 import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -56,6 +63,90 @@ class Frame:
     def to_uint8(self) -> np.ndarray:
         """Return the image as ``uint8 [H, W, 3]`` (:func:`gemo_ros.imaging.to_uint8`)."""
         return to_uint8(self.image)
+
+
+class StageClock:
+    """Milliseconds per stage of one frame, from marks at the end of each stage.
+
+    On CUDA each mark records an event in the current stream (no sync), and :meth:`ms`
+    reads them once the frame's last event has completed (after :func:`download_frame`);
+    on a CPU the marks are ``time.perf_counter`` readings.
+    """
+
+    def __init__(self, device: Union[str, torch.device]) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+        self._marks: List[Tuple[str, Any]] = []
+        self.mark("")
+
+    def mark(self, stage: str) -> Any:
+        """End ``stage`` now; returns the CUDA event (None on a CPU)."""
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._marks.append((stage, event))
+            return event
+        self._marks.append((stage, time.perf_counter()))
+        return None
+
+    def ms(self) -> Dict[str, float]:
+        """Return ``{stage: ms}`` (on CUDA this waits for the last mark's event)."""
+        if self.cuda and self._marks:
+            self._marks[-1][1].synchronize()
+        out: Dict[str, float] = {}
+        for (_, a), (stage, b) in zip(self._marks, self._marks[1:]):
+            out[stage] = out.get(stage, 0.0) + (a.elapsed_time(b) if self.cuda
+                                                else (b - a) * 1e3)
+        return out
+
+
+def upload(arrays: Sequence[Any], device: Union[str, torch.device]) -> List[torch.Tensor]:
+    """Copy small host arrays to ``device`` as float32 tensors in one copy.
+
+    The arrays are packed into one buffer; on CUDA it is pinned and copied without blocking
+    the host (the caching host allocator holds the buffer until the copy has run). Returns
+    one tensor per array, of its shape (views of the one device buffer).
+    """
+    host = [np.asarray(a, dtype=np.float32) for a in arrays]
+    flat = np.concatenate([a.reshape(-1) for a in host]) if host else np.zeros(0, np.float32)
+    buf = torch.from_numpy(flat)
+    device = torch.device(device)
+    if device.type == "cuda":
+        buf = buf.pin_memory().to(device, non_blocking=True)
+    out, start = [], 0
+    for a in host:
+        out.append(buf[start:start + a.size].view(a.shape))
+        start += a.size
+    return out
+
+
+def download_frame(image: torch.Tensor, *extras: torch.Tensor,
+                   clock: Optional[StageClock] = None) -> Tuple[np.ndarray, ...]:
+    """Return ``image`` as ``uint8`` and ``extras`` as float32 numpy arrays, waiting once.
+
+    ``uint8`` by the :func:`gemo_ros.imaging.to_uint8` rule. On CUDA the conversion runs on
+    the device and the results go to pinned host memory without blocking; one event (``clock``'s ``"to_uint8"`` mark when given) is waited on.
+    """
+    if image.device.type != "cuda":
+        out = (to_uint8(image),) + tuple(x.detach().float().cpu().numpy() for x in extras)
+        if clock is not None:
+            clock.mark("to_uint8")
+        return out
+    x = image.detach()
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    # Same rule and ops as gemo_ros.imaging.to_uint8, kept on the device.
+    levels = x.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    hosts = []
+    for t in (levels,) + tuple(e.detach().float() for e in extras):
+        h = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        h.copy_(t, non_blocking=True)
+        hosts.append(h)
+    done = clock.mark("to_uint8") if clock is not None else None
+    if done is None:
+        done = torch.cuda.Event()
+        done.record()
+    done.synchronize()
+    return tuple(h.numpy() for h in hosts)
 
 
 def face_model_of(avatar: Any) -> Any:
@@ -139,6 +230,7 @@ class TalkingHead:
         self._canonical = self.avatar.canonical_means().detach().to(self.device)
         self._binding = None
         self._cameras: Dict[Any, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._emotion_ids: Dict[int, torch.Tensor] = {}  # emotion id -> [1] on the device
         if self.residual is not None:
             self._check_residual()
             self._binding = self.residual.bind(self._canonical, frames=binding_frames(avatar))
@@ -281,7 +373,7 @@ class TalkingHead:
 
     def offsets(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: torch.Tensor,
                 emotion: torch.Tensor, intensity: torch.Tensor,
-                displacement: Optional[torch.Tensor] = None
+                displacement: Optional[torch.Tensor] = None, **checks: Any
                 ) -> Optional[Dict[str, torch.Tensor]]:
         """Residual offsets ``{name: [B, N, d]}`` (None without a residual).
 
@@ -289,6 +381,8 @@ class TalkingHead:
             psi_n, psi_e: ``[B, 52]``; feats: ``[B, W, D]``; emotion: ``[B]`` long;
             intensity: ``[B]`` in [0, 1].
             displacement: precomputed :meth:`displacement` ``[B, N, 3]`` (training caches it).
+            checks: ``active`` / ``validate`` of the residual's forward (the frame path
+                knows both on the host and skips the device reads).
         """
         if self.residual is None:
             return None
@@ -296,24 +390,26 @@ class TalkingHead:
                 else displacement.to(self.device))
         return self.residual(disp, self._canonical, feats.to(self.device),
                              emotion.to(self.device), intensity.to(self.device),
-                             binding=self._binding)
+                             binding=self._binding, **checks)
 
     def gaussians(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: Optional[torch.Tensor],
                   emotion: torch.Tensor, intensity: torch.Tensor,
                   neck_rotation: Optional[torch.Tensor] = None, use_residual: bool = True,
-                  displacement: Optional[torch.Tensor] = None
+                  displacement: Optional[torch.Tensor] = None, **checks: Any
                   ) -> Tuple[Any, Optional[Dict[str, torch.Tensor]]]:
         """Return ``(avatar Gaussians with batch dim B, offsets or None)``.
 
         With a residual (and ``use_residual``): ``avatar(psi_n, neck, offsets)``, the
         method's head. Without: ``avatar(psi_e, neck)`` when ``emotion_geometry`` else
-        ``avatar(psi_n, neck)``. ``displacement``: optional precomputed ``[B, N, 3]``.
+        ``avatar(psi_n, neck)``. ``displacement``: optional precomputed ``[B, N, 3]``;
+        ``checks``: see :meth:`offsets`.
         """
         if self.residual is not None and use_residual:
             if feats is None:
                 feats = torch.zeros(psi_n.shape[0], self.window, self.feature_dim,
                                     device=self.device)
-            offs = self.offsets(psi_n, psi_e, feats, emotion, intensity, displacement)
+            offs = self.offsets(psi_n, psi_e, feats, emotion, intensity, displacement,
+                                **checks)
             return self.avatar(psi_n.to(self.device), neck_rotation=neck_rotation,
                                offsets=offs), offs
         expr = psi_e if self.emotion_geometry else psi_n
@@ -360,42 +456,70 @@ class TalkingHead:
         return cached
 
     # ------------------------------------------------------------------ one frame
+    def _emotion_tensor(self, e_id: int) -> torch.Tensor:
+        """``[e_id]`` as a long tensor on the device, made once per emotion."""
+        e = self._emotion_ids.get(e_id)
+        if e is None:
+            e = self._emotion_ids[e_id] = torch.tensor([e_id], device=self.device)
+        return e
+
     @torch.no_grad()
-    def frame(self, psi_n: torch.Tensor, psi_e: torch.Tensor, feats: Optional[torch.Tensor],
-              emotion: Emotion, intensity: float,
-              neck_rotation: Optional[torch.Tensor] = None,
-              settings: Optional[RenderSettings] = None, use_residual: bool = True) -> Frame:
+    def frame(self, psi_n: Any, psi_e: Any, feats: Any, emotion: Emotion, intensity: float,
+              neck_rotation: Any = None, settings: Optional[RenderSettings] = None,
+              use_residual: bool = True, idle_overlay: Optional[np.ndarray] = None,
+              clock: Optional[StageClock] = None) -> Frame:
         """Render one frame from its coefficients and audio feature window.
 
         Args:
-            psi_n, psi_e: ``[52]`` neutral / emotional coefficients.
+            psi_n, psi_e: ``[52]`` neutral / emotional coefficients (tensors, best on the
+                device, or host arrays).
             feats: ``[W, D]`` audio features around the frame, or None (silence: zeros).
-            emotion: name or id; intensity: [0, 1].
+            emotion: name or id; intensity: [0, 1] (checked on the host).
             neck_rotation: ``[3]`` axis-angle radians, or None.
             settings: overrides the head's render settings for this frame.
             use_residual: False renders ``avatar(psi_e)`` (the blendshape-only baseline).
+            idle_overlay: ``[2, 52]`` blinks and gaze (:func:`gemo_ros.behaviour.idle_overlay`)
+                applied to both coefficient vectors on the device, or None.
+            clock: marks ``head`` and ``render`` on it (then ``Frame.timings_ms`` is left
+                empty: the caller reads the clock after its download).
 
         Returns:
-            A :class:`Frame`.
+            A :class:`Frame`. Host inputs go up in one copy (:func:`upload`); nothing is read
+            back from the device.
         """
-        t0 = time.perf_counter()
-        e = torch.tensor([emotion_id(emotion)], device=self.device)
-        i = torch.tensor([min(max(float(intensity), 0.0), 1.0)], device=self.device)
+        own = clock is None
+        clock = StageClock("cpu") if own else clock
         if not math.isfinite(float(intensity)):
             raise ValueError(f"intensity must be finite, got {intensity}")
-        pn = torch.as_tensor(psi_n, dtype=torch.float32, device=self.device).reshape(1, -1)
-        pe = torch.as_tensor(psi_e, dtype=torch.float32, device=self.device).reshape(1, -1)
-        f = None if feats is None else torch.as_tensor(feats, dtype=torch.float32,
-                                                       device=self.device)[None]
-        neck = None if neck_rotation is None else torch.as_tensor(
-            neck_rotation, dtype=torch.float32, device=self.device).reshape(1, 3)
-        g, offs = self.gaussians(pn, pe, f, e, i, neck, use_residual=use_residual)
-        t1 = time.perf_counter()
+        e_id = emotion_id(emotion)
+        inten = min(max(float(intensity), 0.0), 1.0)
+        host = {"intensity": np.array([inten], np.float32)}
+        dev: Dict[str, torch.Tensor] = {}
+        for name, value in (("psi_n", psi_n), ("psi_e", psi_e), ("feats", feats),
+                            ("neck", neck_rotation), ("idle", idle_overlay)):
+            if value is None:
+                continue
+            if torch.is_tensor(value):
+                dev[name] = value.to(device=self.device, dtype=torch.float32)
+            else:
+                host[name] = value
+        dev.update(zip(host, upload(list(host.values()), self.device)))
+        pn, pe = dev["psi_n"].reshape(1, -1), dev["psi_e"].reshape(1, -1)
+        if "idle" in dev:
+            from gemo_ros.behaviour import apply_idle_tensor
+
+            pn, pe = apply_idle_tensor(pn, dev["idle"]), apply_idle_tensor(pe, dev["idle"])
+        f = dev["feats"][None] if "feats" in dev else None
+        neck = dev["neck"].reshape(1, 3) if "neck" in dev else None
+        # The residual is exactly zero for neutral or intensity 0: known here, on the host.
+        active = e_id != NEUTRAL and inten > 0.0
+        g, offs = self.gaussians(pn, pe, f, self._emotion_tensor(e_id), dev["intensity"], neck,
+                                 use_residual=use_residual, active=active, validate=False)
+        clock.mark("head")
         rgb, alpha = self.render_gaussians(g, 0, settings=settings)
-        t2 = time.perf_counter()
+        clock.mark("render")
         offs1 = None if offs is None else {k: v[0] for k, v in offs.items()}
-        return Frame(rgb, alpha, pn[0], pe[0], offs1, g,
-                     {"head": (t1 - t0) * 1e3, "render": (t2 - t1) * 1e3})
+        return Frame(rgb, alpha, pn[0], pe[0], offs1, g, clock.ms() if own else {})
 
     @torch.no_grad()
     def still(self, emotion: Emotion = NEUTRAL, intensity: float = 0.0,

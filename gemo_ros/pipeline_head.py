@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from gemo_ros.behaviour import IdleState, apply_idle
+from gemo_ros.behaviour import IdleState, idle_overlay
 from gemo_ros.emotions import NEUTRAL
 from gemo_ros.fallback import LoudnessStream
 from gemo_ros.stages import StageSpec, load_avatar_stage, load_stages
@@ -76,7 +76,12 @@ class PipelineHead:
         return StreamingA2E(self.head.a2e, max(self.lookahead_s, 1e-3))
 
     def _coefficients(self, stream: Any, u: float, emotion: int, intensity: float
-                      ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+                      ) -> Tuple[Any, Any, Any]:
+        """Return ``(psi_n, psi_e, feats)`` of utterance time ``u``.
+
+        Device tensors from the audio model (no host round trip); host arrays from the
+        loudness stand-in (uploaded with the frame's other inputs).
+        """
         if stream is None:
             stream, u = self._silence, self._silence_t
         if isinstance(stream, LoudnessStream):
@@ -86,10 +91,11 @@ class PipelineHead:
             psi_e = combine_with_speech(psi_n[None], emotion, float(intensity))[0]
             return psi_n, np.asarray(psi_e, np.float32), None
         if emotion != NEUTRAL and intensity > 0.0:
-            psi_n, psi_e = stream.coefficient_pair(u, emotion, intensity)  # one decode
+            pair = stream.coefficient_pair_tensor(u, emotion, intensity)  # one decode
+            psi_n, psi_e = pair[0], pair[1]
         else:
-            psi_n = psi_e = stream.coefficients(u, NEUTRAL, 0.0)
-        feats = (stream.features(u, self.head.window) if self.head.residual is not None
+            psi_n = psi_e = stream.coefficient_pair_tensor(u, NEUTRAL, 0.0)[0]
+        feats = (stream.features_tensor(u, self.head.window) if self.head.residual is not None
                  else None)
         return psi_n, psi_e, feats
 
@@ -159,12 +165,15 @@ class PipelineHead:
 
         ``size`` renders at another size than ``cfg``'s; ``out_size`` scales the image
         (bilinear) to that size; ``gaussians`` picks a coarser level of detail once built.
+        On a GPU every stage stays on the device; the image and ``psi_e`` come back in one
+        wait at the end (:func:`gemo_ros.pipeline.download_frame`), and the timings are
+        CUDA-event times of each stage.
         """
-        t0 = time.perf_counter()
+        from gemo_ros.pipeline import StageClock, download_frame
+
+        clock = StageClock(self.device)
         psi_n, psi_e, feats = self._coefficients(stream, max(u, 0.0), emotion, intensity)
-        psi_n = apply_idle(psi_n, idle)
-        psi_e = apply_idle(psi_e, idle)
-        t1 = time.perf_counter()
+        clock.mark("audio_model")
         width, height = size or (cfg.width, cfg.height)
         head = self._head_for(gaussians)
         settings = self._settings(cfg.camera, width, height)
@@ -172,30 +181,25 @@ class PipelineHead:
         # neutral head is rendered without computing it (saves two mesh posings per frame).
         emotional = emotion != NEUTRAL and intensity > 0.0
         frame = head.frame(psi_n, psi_e, feats, emotion, intensity,
-                           idle.neck_rotation(), settings=settings, use_residual=emotional)
-        t2 = time.perf_counter()
+                           idle.neck_rotation(), settings=settings, use_residual=emotional,
+                           idle_overlay=idle_overlay(idle), clock=clock)
+        image = frame.image
         if out_size is not None and tuple(out_size) != (width, height):
-            rgb = _resize_uint8(frame.image, out_size)
-        else:
-            rgb = frame.to_uint8()
-        t3 = time.perf_counter()
-        timings = {"audio_model": (t1 - t0) * 1e3}
-        timings.update({k: float(v) for k, v in frame.timings_ms.items()})
-        timings["to_uint8"] = (t3 - t2) * 1e3
+            image = _resize(image, out_size)
+        rgb, psi_shown = download_frame(image, frame.psi_e, clock=clock)
+        timings = clock.ms()
         timings["gaussians"] = float(head.canonical.shape[0])
-        return rgb, psi_e, timings
+        return rgb, psi_shown, timings
 
 
-def _resize_uint8(rgb: Any, out_size: Tuple[int, int]) -> np.ndarray:
-    """Scale a float ``[H, W, 3]`` image in [0, 1] to ``out_size`` (w, h), bilinear, uint8."""
+def _resize(rgb: Any, out_size: Tuple[int, int]) -> Any:
+    """Scale a float ``[H, W, 3]`` image to ``out_size`` (w, h), bilinear, on its device."""
     import torch
-
-    from gemo_ros.imaging import to_uint8
 
     x = rgb.permute(2, 0, 1)[None].float()
     y = torch.nn.functional.interpolate(x, size=(int(out_size[1]), int(out_size[0])),
                                         mode="bilinear", align_corners=False)
-    return to_uint8(y[0].permute(1, 2, 0))
+    return y[0].permute(1, 2, 0)
 
 
 def _render_backend(device: str) -> str:

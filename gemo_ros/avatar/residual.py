@@ -439,7 +439,7 @@ class EmotionResidual(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check(self, displacement: torch.Tensor, canonical: torch.Tensor, audio: torch.Tensor,
-               emotion: torch.Tensor, intensity: torch.Tensor) -> None:
+               emotion: torch.Tensor, intensity: torch.Tensor, values: bool = True) -> None:
         if displacement.ndim != 3 or displacement.shape[-1] != 3:
             raise ValueError(f"displacement must be [B, N, 3], got {tuple(displacement.shape)}")
         b, n, _ = displacement.shape
@@ -453,13 +453,16 @@ class EmotionResidual(nn.Module):
         if emotion.shape != (b,) or intensity.shape != (b,):
             raise ValueError(f"emotion and intensity must be [B={b}], got "
                              f"{tuple(emotion.shape)} and {tuple(intensity.shape)}")
+        if not values:  # the value checks below read the device (a sync on a GPU)
+            return
         if emotion.numel() and (int(emotion.min()) < 0 or int(emotion.max()) >= len(EMOTIONS)):
             raise ValueError(f"emotion ids must be in 0..{len(EMOTIONS) - 1}, got "
                              f"{emotion.tolist()}")
 
     def forward(self, displacement: torch.Tensor, canonical: torch.Tensor, audio: torch.Tensor,
                 emotion: torch.Tensor, intensity: torch.Tensor,
-                binding: Optional[ClusterBinding] = None) -> Dict[str, torch.Tensor]:
+                binding: Optional[ClusterBinding] = None, active: Optional[bool] = None,
+                validate: bool = True) -> Dict[str, torch.Tensor]:
         """Predict raw-attribute offsets for every Gaussian.
 
         Args:
@@ -471,6 +474,12 @@ class EmotionResidual(nn.Module):
             intensity: ``[B]`` float in [0, 1] (clamped).
             binding: precomputed clusters (optionally with binding frames, see
                 :meth:`bind`); default: cached from ``canonical`` without frames.
+            active: whether any item is emotional with intensity > 0, when the caller knows
+                it on the host (False returns the zeros at once); None reads it from the
+                tensors (a device -> host sync on a GPU).
+            validate: False skips the value checks (emotion ids in range, finite inputs),
+                each a device -> host read on a GPU; for callers that checked their host
+                inputs (the real-time frame). Shapes are always checked.
 
         Returns:
             ``{name: [B, N, width]}`` for every name in ``config.attribute_dims``, in the
@@ -480,9 +489,9 @@ class EmotionResidual(nn.Module):
         emotion = torch.as_tensor(emotion, device=displacement.device).long().reshape(-1)
         intensity = torch.as_tensor(intensity, device=displacement.device,
                                     dtype=displacement.dtype).reshape(-1)
-        self._check(displacement, canonical, audio, emotion, intensity)
-        if not (torch.isfinite(intensity).all() and torch.isfinite(audio).all()
-                and torch.isfinite(displacement).all()):
+        self._check(displacement, canonical, audio, emotion, intensity, values=validate)
+        if validate and not (torch.isfinite(intensity).all() and torch.isfinite(audio).all()
+                             and torch.isfinite(displacement).all()):
             raise ValueError("residual inputs contain NaN or inf")
         intensity = intensity.clamp(0.0, 1.0)
         bind = binding if binding is not None else self.binding_for(canonical)
@@ -491,7 +500,9 @@ class EmotionResidual(nn.Module):
                              f"{displacement.shape[1]}")
         b, n, _ = displacement.shape
         cfg = self.config
-        if not bool(((emotion != NEUTRAL) & (intensity > 0)).any()):
+        if active is None:
+            active = bool(((emotion != NEUTRAL) & (intensity > 0)).any())
+        if not active:
             # Neutral or intensity 0 everywhere (the idle case): exactly zero, no compute.
             zeros = displacement.new_zeros(b, n, self.out_dim)
             return dict(zip(self.attribute_names, zeros.split(self.attribute_widths, dim=-1)))
@@ -509,12 +520,12 @@ class EmotionResidual(nn.Module):
         out = self.head(h)  # [B, C, head_width]
         p = self.out_dim
         interp = bind.interp_matrix()
-        active = (emotion != NEUTRAL).to(disp.dtype)
+        emotional = (emotion != NEUTRAL).to(disp.dtype)
         # The constant part scales with the intensity; the displacement-driven part is
         # already proportional to the displacement (which grows with the intensity), so it
         # is only switched off at intensity 0 / neutral. Both are exactly 0 there.
-        gate = (intensity * active)[:, None, None]
-        step = ((intensity > 0).to(disp.dtype) * active)[:, None, None]
+        gate = (intensity * emotional)[:, None, None]
+        step = ((intensity > 0).to(disp.dtype) * emotional)[:, None, None]
         mag = disp.norm(dim=-1, keepdim=True)  # [B, N, 1]
         offs = _spmm(interp, out[..., :p]) * gate
         local = _spmm(interp, out[..., p:2 * p]) * mag
