@@ -1,0 +1,1 @@
+"""Helpers shared by ROS-free tests (the host-sync recorder of the per-frame path)."""
