@@ -171,8 +171,8 @@ def _mtime(name: str) -> float:
 
 def synthetic_frames(head: Any, args: argparse.Namespace) -> Any:
     """Render (or reuse from ``--cache``) the synthetic teacher frames."""
-    from gemo_ros.train.stage2_data import (Stage2Frames, SyntheticSpec, generate_synthetic,
-                                            write_stage2_dataset)
+    from gemo_ros.train.stage2_data import (TEACHER_VERSION, Stage2Frames, SyntheticSpec,
+                                            generate_synthetic, write_stage2_dataset)
 
     spec = SyntheticSpec(size=args.size, intensities_per_emotion=args.intensities,
                          frames_per_intensity=args.frames, seed=args.seed)
@@ -181,7 +181,7 @@ def synthetic_frames(head: Any, args: argparse.Namespace) -> Any:
                       "avatar": args.avatar, "n": head.avatar.num_gaussians,
                       "mtime": _mtime(args.avatar),
                       "a2e_sha": _a2e_digest(args.a2e) if head.a2e is not None else "",
-                      "window": args.window}, sort_keys=True)
+                      "window": args.window, "teacher": TEACHER_VERSION}, sort_keys=True)
     if args.cache and os.path.isfile(args.cache) and os.path.isfile(args.cache + ".json"):
         with open(args.cache + ".json") as fh:
             if fh.read() == key:

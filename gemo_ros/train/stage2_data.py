@@ -8,11 +8,12 @@ intensity, neutral and emotional expression coefficients, camera, image). They c
   coefficients and audio features are computed from each clip's audio by the
   audio-to-expression model, exactly as at run time;
 * the **synthetic teacher** (:class:`EmotionTeacher`, :func:`generate_synthetic`): the
-  default avatar driven by ``psi_e`` plus emotion-specific appearance and a little geometry
-  that linear blendshapes of the neutral head cannot express (flushed cheeks, a furrowed
-  brow, reddened glossy eyes, pallor, wrinkle shading). The student is ``avatar(psi_n)``
-  plus the residual, so the residual must learn both the emotional geometry (from the mesh
-  displacement) and the appearance.
+  avatar driven by ``psi_e`` plus what faces do in emotion that linear blendshapes of the
+  neutral head cannot express: wrinkles (forehead lines, glabellar furrows, crow's feet,
+  nasolabial folds, nose wrinkles) as local shading and relief that follow the expression
+  coefficients, wet eyes, and at most a faint local flush - no whole-face colour. The
+  student is ``avatar(psi_n)`` plus the residual, so the residual must learn both the
+  emotional geometry (from the mesh displacement) and the appearance.
 """
 
 import json
@@ -36,154 +37,506 @@ FORMAT = "gemo_ros.stage2/1"
 MANIFEST = "stage2.json"
 NUM_EXPR = 52
 
-#: Linear-RGB luminance weights (Rec. 709).
-LUMA = (0.2126, 0.7152, 0.0722)
-
-
 # ----------------------------------------------------------------------------- teacher
-def _blob(p: torch.Tensor, centre: Sequence[float], sigma: Sequence[float],
-          mirror: bool = False) -> torch.Tensor:
-    """Anisotropic Gaussian bump ``[N]`` around ``centre`` (and its mirror in x)."""
-    c = torch.tensor(centre, dtype=p.dtype)
-    s = torch.tensor(sigma, dtype=p.dtype)
-    w = torch.exp(-0.5 * (((p - c) / s) ** 2).sum(-1))
-    if mirror:
-        cm = c.clone()
-        cm[0] = -cm[0]
-        w = torch.maximum(w, torch.exp(-0.5 * (((p - cm) / s) ** 2).sum(-1)))
-    return w
+#: Bumped whenever what the teacher paints changes (part of the synthetic-frame cache key).
+TEACHER_VERSION = "faces-2"
+
+#: Part-name fragments that are not skin (wrinkles are never painted on them).
+_NOT_SKIN = ("eye", "iris", "sclera", "pupil", "cornea", "lash", "teeth", "tooth", "gum",
+             "tongue", "mouth", "cavity", "socket", "hair", "brow", "lacrimal", "occlusion",
+             "blend", "ear")
+#: Part-name fragments of the eyeball surface (sclera, iris).
+_EYEBALL = ("eye", "iris", "sclera", "pupil", "cornea")
+_NOT_EYEBALL = ("lid", "lash", "socket", "occlusion", "blend", "brow", "lacrimal")
 
 
 @dataclass
-class _Look:
-    """Per-Gaussian appearance/geometry change of one emotion at intensity 1."""
+class FaceLandmarks:
+    """Canonical landmarks of a head, found from its expression shapes (metres, head frame).
 
-    mul: torch.Tensor      # [N, 3] relative colour change: c * (1 + i * mul)
-    add: torch.Tensor      # [N, 3] additive colour (sheen)
-    pallor: torch.Tensor   # [N] blend weight toward a pale, bluish skin tone
-    geo: torch.Tensor      # [N, 3] metres, head frame
+    Head-agnostic: every point is where an ARKit shape moves the neutral mesh most, so
+    any face model in the ARKit vocabulary (the procedural head, the ICT model) gives its
+    own brow, eye, nose and mouth positions without hand-placed coordinates.
+
+    Attributes:
+        eye: ``[2, 3]`` upper-lid centres (left = +X first), from ``eyeBlink*``.
+        canthus: ``[2, 3]`` lateral eye corners (from the extent of ``eyeBlink*``).
+        brow_inner: ``[3]`` inner brows (midline), from ``browInnerUp``.
+        brow_outer: ``[2, 3]`` outer brows, from ``browOuterUp*``.
+        nose_tip: ``[3]`` the most forward point of the midline between mouth and eyes.
+        mouth_corner: ``[2, 3]`` mouth corners, from ``mouthSmile*``.
+        iod: distance between the eye centres (the unit of every pattern).
+    """
+
+    eye: torch.Tensor
+    canthus: torch.Tensor
+    brow_inner: torch.Tensor
+    brow_outer: torch.Tensor
+    nose_tip: torch.Tensor
+    mouth_corner: torch.Tensor
+    iod: float
+
+    @staticmethod
+    def from_face(face: Any) -> "FaceLandmarks":
+        """Locate the landmarks on ``face`` (a :class:`gemo_ros.face.model.FaceModel`).
+
+        Raises:
+            ValueError: the model lacks one of the ARKit shapes used, or it moves nothing.
+        """
+        verts = face.vertices.detach().float().cpu()
+        basis = face.expr_basis
+        names = list(face.expression_names)
+
+        def moved(name: str) -> Tuple[torch.Tensor, torch.Tensor]:
+            if name not in names:
+                raise ValueError(f"face model lacks the ARKit shape {name!r} the emotion "
+                                 f"teacher places its patterns with")
+            d = basis[names.index(name)].detach().float().cpu().norm(dim=-1)
+            if float(d.max()) <= 0.0:
+                raise ValueError(f"the face model's {name!r} shape moves no vertex")
+            return d, d / d.max()
+
+        def centroid(name: str) -> torch.Tensor:
+            d, rel = moved(name)
+            w = (rel > 0.5).float() * d ** 2
+            return (verts * w[:, None]).sum(0) / w.sum()
+
+        eye = torch.stack([centroid("eyeBlinkLeft"), centroid("eyeBlinkRight")])
+        iod = float((eye[0] - eye[1]).norm())
+        canthus = []
+        for k, name in enumerate(("eyeBlinkLeft", "eyeBlinkRight")):
+            _, rel = moved(name)
+            pts = verts[rel > 0.1]
+            side = 1.0 if k == 0 else -1.0
+            x = float(torch.quantile(pts[:, 0] * side, 0.97)) * side
+            near = pts[(pts[:, 0] - x).abs() < 0.04 * iod]
+            z = float(near[:, 2].mean()) if len(near) else float(eye[k, 2])
+            canthus.append(torch.tensor([x, float(eye[k, 1]) - 0.06 * iod, z]))
+        mouth = torch.stack([centroid("mouthSmileLeft"), centroid("mouthSmileRight")])
+        mid = (eye[0] + eye[1]) / 2
+        ridge = verts[((verts[:, 0] - mid[0]).abs() < 0.08 * iod)
+                      & (verts[:, 1] < mid[1]) & (verts[:, 1] > mouth[:, 1].mean())]
+        if not len(ridge):
+            raise ValueError("no mesh vertices on the midline between the eyes and mouth")
+        nose_tip = ridge[ridge[:, 2].argmax()]
+        return FaceLandmarks(
+            eye=eye, canthus=torch.stack(canthus), brow_inner=centroid("browInnerUp"),
+            brow_outer=torch.stack([centroid("browOuterUpLeft"), centroid("browOuterUpRight")]),
+            nose_tip=nose_tip, mouth_corner=mouth,
+            iod=iod)
+
+
+def _smooth_box(x: torch.Tensor, lo: float, hi: float, soft: float) -> torch.Tensor:
+    """1 inside ``[lo, hi]``, falling off smoothly over ``soft`` on either side."""
+    return torch.sigmoid((x - lo) / soft) * torch.sigmoid((hi - x) / soft)
+
+
+def _line_profile(t: torch.Tensor, width: float, ridge: float,
+                  side: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Groove and ridge weights of a wrinkle across its signed distance ``t``.
+
+    The groove is a thin Gaussian on the line; the ridge a lighter band ``ridge`` away on
+    one side (``side`` +1/-1, the skin that bulges over the fold) or both (``0``).
+    """
+    groove = torch.exp(-0.5 * (t / width) ** 2)
+    if side == 0:
+        rd = t.abs() - ridge
+    else:
+        rd = t * side - ridge
+    bump = torch.exp(-0.5 * (rd / (1.2 * width)) ** 2)
+    return groove, bump
+
+
+def _polyline_distance(p2: torch.Tensor, pts: torch.Tensor
+                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distance ``[N]`` of 2-D points to a polyline ``[M, 2]``, the side (cross sign) and
+    the arc-length fraction (0..1) of the nearest point."""
+    a, b = pts[:-1], pts[1:]
+    ab = b - a                                                     # [S, 2]
+    ap = p2[:, None, :] - a[None]                                  # [N, S, 2]
+    len2 = (ab ** 2).sum(-1).clamp_min(1e-12)
+    s = ((ap * ab[None]).sum(-1) / len2).clamp(0.0, 1.0)           # [N, S]
+    near = a[None] + s[..., None] * ab[None]
+    dist = (p2[:, None, :] - near).norm(dim=-1)
+    best = dist.argmin(1)
+    rows = torch.arange(p2.shape[0])
+    cross = ab[best, 0] * ap[rows, best, 1] - ab[best, 1] * ap[rows, best, 0]
+    seg = ab.norm(dim=-1)
+    cum = torch.cat([torch.zeros(1), seg.cumsum(0)])
+    frac = (cum[best] + s[rows, best] * seg[best]) / cum[-1]
+    return dist[rows, best], torch.sign(cross), frac
+
+
+#: Pattern groups the teacher paints; each has its own strength per frame.
+GROUPS: Tuple[str, ...] = (
+    "forehead", "forehead_medial", "glabella", "crows_feet", "nasolabial", "nose_bridge",
+    "dimple_right", "wet_eyes", "lid_rims", "cheek_flush",
+    "cheek_lift", "lip_pout", "forehead_lift", "mouth_stretch", "upper_lip_raise",
+    "brow_knit", "corner_up_right")
+
+#: ARKit coefficients whose sum tracks each group, and their sum at which the pattern
+#: has its nominal depth (the face does it that much). Groups not listed follow the
+#: intensity alone.
+GROUP_DRIVERS: Dict[str, Tuple[Tuple[str, ...], float]] = {
+    "forehead": (("browInnerUp", "browOuterUpLeft", "browOuterUpRight"), 2.0),
+    "forehead_medial": (("browInnerUp",), 0.8),
+    "glabella": (("browDownLeft", "browDownRight"), 1.4),
+    "crows_feet": (("cheekSquintLeft", "cheekSquintRight", "eyeSquintLeft",
+                    "eyeSquintRight"), 1.8),
+    "nasolabial": (("mouthSmileLeft", "mouthSmileRight", "mouthUpperUpLeft",
+                    "mouthUpperUpRight"), 1.5),
+    "nose_bridge": (("noseSneerLeft", "noseSneerRight"), 1.4),
+    "dimple_right": (("mouthDimpleRight", "mouthSmileRight"), 1.0),
+}
+
+#: emotion -> {group: weight at intensity 1}. Colour is never a whole-face wash: the only
+#: colour beyond wrinkle shading is a faint local flush (happy cheeks), wet eyes and
+#: slightly reddened lid rims (sad).
+EMOTION_GROUPS: Dict[str, Dict[str, float]] = {
+    "neutral": {},
+    "happy": {"crows_feet": 1.0, "nasolabial": 1.0, "cheek_flush": 1.0, "cheek_lift": 1.0},
+    "sad": {"forehead_medial": 1.0, "glabella": 0.25, "wet_eyes": 1.0, "lid_rims": 1.0,
+            "lip_pout": 1.0},
+    "surprised": {"forehead": 1.0, "forehead_lift": 1.0},
+    "fear": {"forehead_medial": 0.8, "forehead": 0.45, "glabella": 0.35,
+             "mouth_stretch": 1.0},
+    "disgusted": {"nose_bridge": 1.0, "nasolabial": 0.55, "glabella": 0.3,
+                  "upper_lip_raise": 1.0},
+    "angry": {"glabella": 1.0, "brow_knit": 1.0},
+    "contempt": {"dimple_right": 1.0, "corner_up_right": 1.0},
+}
 
 
 class EmotionTeacher:
-    """Emotion-specific appearance and geometry the neutral blendshapes cannot express.
+    """What faces do in emotion that the neutral head's linear blendshapes do not show.
 
-    The effects are defined on the avatar's canonical Gaussian positions (head frame:
-    +Y up, face along +Z, eyes near ``(+-0.031, 0.001, 0.066)`` m for the default head) and
-    on the face model's part labels (skin, eyes, lids), and scale linearly with intensity:
+    Wrinkles are local shading - a thin darker groove with a lighter ridge beside it -
+    along their anatomical direction, plus a fraction of a millimetre of relief along the
+    skin normal; a few emotions add a small bulk movement. Every pattern is placed from
+    :class:`FaceLandmarks` (found from the ARKit shapes of the avatar's face model) in
+    units of the inter-ocular distance, so it fits any head in that vocabulary:
 
     =========== ============================================================================
-    happy       flushed cheeks; cheeks bulge up/forward 1.5 mm
-    sad         reddened, glossier eyes and red lid rims and nose tip; lower lip pouts
-    surprised   horizontal forehead wrinkle shading; forehead lifts 1.5 mm
-    fear        pallor (desaturated, bluish, lighter skin); mouth corners pulled sideways
-    disgusted   nose-bridge wrinkle shading, sallow skin; upper lip raised
-    angry       red, darker face; brow-furrow shading; brows lowered and drawn in
-    contempt    one-sided dimple shading and a flushed cheek; that mouth corner pulled up
+    happy       crow's feet (radial lines at the outer eye corners), deeper nasolabial folds,
+                a faint cheek flush; cheeks lift 1.2 mm
+    sad         central forehead lines bent up over the raised inner brows, a faint
+                glabellar crease, wet glossy eyes, slightly reddened lid rims; lower lip pouts
+    surprised   horizontal forehead lines across the brow width; forehead skin lifts
+    fear        central and lateral forehead lines, a faint glabellar crease; mouth
+                corners pulled sideways
+    disgusted   a transverse line at the nose root and oblique lines down the flanks of
+                the bridge, upper nasolabial folds, a faint
+                glabellar crease; upper lip raised
+    angry       vertical glabellar furrows between the brows; brows drawn down and
+                together
+    contempt    a dimple crease at the raised (right) mouth corner; that corner pulled up
     =========== ============================================================================
+
+    Strength per frame = intensity x the emotion's weight of the pattern x how far the
+    face does the matching action: e.g. forehead lines scale with ``browInnerUp`` /
+    ``browOuterUp*`` of ``psi_e`` (``0.5 + 0.5 min(1.5, sum / nominal)``), so they track the
+    brows while the emotion plays over speech. Intensity 0 or ``neutral`` give exactly the
+    input.
 
     Args:
-        avatar: a ``GaussianAvatar``.
+        avatar: a ``GaussianAvatar`` (its face model gives the landmarks and skin normals).
         strength: global multiplier of every effect.
     """
 
     def __init__(self, avatar: Any, strength: float = 1.0) -> None:
+        face = avatar.face
         with torch.no_grad():
             p = avatar.canonical_means().detach().float().cpu()
         self.num_gaussians = p.shape[0]
+        self.landmarks = FaceLandmarks.from_face(face)
         parts = self._parts(avatar)
-        looks = [self._look(name, p, parts) for name in EMOTIONS]
-        self.mul = torch.stack([lk.mul for lk in looks]) * strength      # [8, N, 3]
-        self.add = torch.stack([lk.add for lk in looks]) * strength      # [8, N, 3]
-        self.pallor = torch.stack([lk.pallor for lk in looks]) * strength  # [8, N]
-        self.geo = torch.stack([lk.geo for lk in looks]) * strength      # [8, N, 3]
+        normals, lift = self._surface(avatar, p)
+        n, g = p.shape[0], len(GROUPS)
+        self.mul = torch.zeros(g, n, 3)
+        self.add = torch.zeros(g, n, 3)
+        self.geo = torch.zeros(g, n, 3)
+        self._paint(p, parts, normals, lift)
+        self.mul *= strength
+        self.add *= strength
+        self.geo *= strength
+        self.gates = torch.zeros(len(EMOTIONS), g)
+        for e, name in enumerate(EMOTIONS):
+            for group, w in EMOTION_GROUPS[name].items():
+                self.gates[e, GROUPS.index(group)] = w
+        names = list(face.expression_names)
+        self.drivers = torch.zeros(len(names), g)
+        self.nominal = torch.ones(g)
+        self.driven = torch.zeros(g, dtype=torch.bool)
+        for group, (coefs, nominal) in GROUP_DRIVERS.items():
+            k = GROUPS.index(group)
+            for c in coefs:
+                if c in names:
+                    self.drivers[names.index(c), k] = 1.0
+            self.nominal[k] = nominal
+            self.driven[k] = True
 
+    # ------------------------------------------------------------------ building
     @staticmethod
     def _parts(avatar: Any) -> List[str]:
-        face = getattr(avatar, "face", None) or getattr(avatar, "face_model", None)
+        face = avatar.face
         names = tuple(getattr(face, "part_names", ()) or ())
         n = int(avatar.binding_faces.shape[0])
-        if not names or not hasattr(face, "vertex_parts"):
+        if not names:
             return ["skin"] * n
         vid = face.faces[avatar.binding_faces.long(), 0]
         ids = face.vertex_parts[vid].cpu().numpy()
         return [names[i] for i in ids]
 
-    def _look(self, name: str, p: torch.Tensor, parts: List[str]) -> _Look:
-        n = p.shape[0]
-        mul, add = torch.zeros(n, 3), torch.zeros(n, 3)
-        pallor, geo = torch.zeros(n), torch.zeros(n, 3)
-        part = np.array(parts)
-        skin = torch.from_numpy(np.isin(part, ["skin", "neck"])).float()
-        lids = torch.from_numpy(np.char.startswith(part.astype(str), "lid_")).float()
-        eyes = torch.from_numpy(np.isin(part, ["eye_left", "eye_right"])).float()
-        front = torch.sigmoid((p[:, 2] - 0.02) / 0.01)  # the face, not the back of the head
-        face_area = _blob(p, (0.0, -0.015, 0.08), (0.05, 0.06, 0.08)) * front * skin
+    @staticmethod
+    def _surface(avatar: Any, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Outward unit normal ``[N, 3]`` of each Gaussian's triangle on the neutral mesh and
+        how far ``[N]`` (metres) the Gaussian sits off its binding point (hair floats)."""
+        face = avatar.face
+        bound = face.faces.cpu()[avatar.binding_faces.long().cpu()]
+        tri = face.vertices.detach().float().cpu()[bound]
+        nrm = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+        base = (avatar.binding_bary.detach().float().cpu()[..., None] * tri).sum(1)
+        return nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-12), (p - base).norm(dim=-1)
 
-        def tint(weight: torch.Tensor, rgb: Sequence[float]) -> None:
-            mul.add_(weight[:, None] * torch.tensor(rgb))
+    def _paint(self, p: torch.Tensor, parts: List[str], normals: torch.Tensor,
+               lift: torch.Tensor) -> None:
+        lm = self.landmarks
+        u = lm.iod
+        part = [s.lower() for s in parts]
+        # Skin: not a part named as something else, and on the surface (hair Gaussians
+        # bound to the scalp float millimetres above it).
+        skin = torch.tensor([not any(k in s for k in _NOT_SKIN) for s in part]).float() * \
+            torch.sigmoid((0.03 * u - lift) / (0.005 * u))
+        eyeball = torch.tensor([any(k in s for k in _EYEBALL)
+                                and not any(k in s for k in _NOT_EYEBALL) for s in part]).float()
+        x, y, z = p[:, 0], p[:, 1], p[:, 2]
+        eye_z = float(lm.eye[:, 2].mean())
+        # The face, not the back of the head or the ears: in front of the eyes' depth
+        # minus half an eye distance, on triangles that face forward or sideways.
+        front = torch.sigmoid((z - (eye_z - 0.5 * u)) / (0.04 * u)) * \
+            torch.sigmoid((normals[:, 2] + 0.3) / 0.1)
+        face_skin = skin * front
+        mid_x = float(lm.eye[:, 0].mean())
+        xr = x - mid_x
+        width, ridge = 0.017 * u, 0.045 * u   # groove std ~1.1 mm, ridge 2.8 mm beside it
 
-        def move(weight: torch.Tensor, xyz: Sequence[float]) -> None:
-            geo.add_(weight[:, None] * torch.tensor(xyz))
+        def shade(k: str, groove: torch.Tensor, bump: torch.Tensor, mask: torch.Tensor,
+                  dark: float = 0.38, light: float = 0.12, relief: float = 0.0045) -> None:
+            i = GROUPS.index(k)
+            gm, bm = groove * mask, bump * mask * (1.0 - groove)
+            self.mul[i] += (-dark * gm + light * bm)[:, None]
+            # The groove sinks and the ridge bulges along the skin normal (~0.3 mm).
+            self.geo[i] += (relief * u * (bm - gm))[:, None] * normals
 
-        if name == "happy":
-            cheeks = _blob(p, (0.045, -0.03, 0.07), (0.016, 0.014, 0.03), mirror=True) * skin
-            tint(cheeks, (0.30, -0.22, -0.18))
-            move(cheeks, (0.0, 0.0012, 0.0015))
-        elif name == "sad":
-            tint(eyes, (0.15, -0.30, -0.25))
-            add.add_(eyes[:, None] * torch.tensor((0.10, 0.08, 0.08)))  # wet sheen
-            rims = _blob(p, (0.031, -0.006, 0.07), (0.016, 0.009, 0.03), mirror=True)
-            tint(rims * torch.clamp(skin + lids, max=1.0), (0.22, -0.18, -0.12))
-            nose = _blob(p, (0.0, -0.036, 0.1), (0.011, 0.010, 0.03)) * skin
-            tint(nose, (0.25, -0.12, -0.10))
-            lip = _blob(p, (0.0, -0.073, 0.085), (0.016, 0.006, 0.02)) * skin
-            move(lip, (0.0, -0.0008, 0.0015))
-        elif name == "surprised":
-            band = (_blob(p, (0.0, 0.052, 0.08), (0.038, 0.004, 0.05))
-                    + _blob(p, (0.0, 0.068, 0.075), (0.034, 0.004, 0.05))) * skin * front
-            tint(band, (-0.28, -0.30, -0.30))
-            forehead = _blob(p, (0.0, 0.045, 0.08), (0.045, 0.02, 0.05)) * skin
-            move(forehead, (0.0, 0.0015, 0.0))
-        elif name == "fear":
-            pallor.add_(0.8 * face_area + 0.3 * lids)
-            corners = _blob(p, (0.026, -0.062, 0.08), (0.008, 0.007, 0.02), mirror=True) * skin
-            move(corners * torch.sign(p[:, 0]), (0.0015, 0.0, 0.0))
-        elif name == "disgusted":
-            bridge = _blob(p, (0.0, -0.008, 0.09), (0.012, 0.008, 0.03)) * skin
-            tint(bridge, (-0.35, -0.38, -0.36))
-            tint(face_area, (-0.03, 0.02, -0.16))
-            upper_lip = _blob(p, (0.0, -0.052, 0.09), (0.016, 0.006, 0.02)) * skin
-            move(upper_lip, (0.0, 0.0015, 0.0))
-        elif name == "angry":
-            tint(face_area, (0.10, -0.20, -0.20))
-            furrow = _blob(p, (0.0, 0.018, 0.09), (0.007, 0.010, 0.03)) * skin
-            tint(furrow, (-0.40, -0.42, -0.42))
-            brows = _blob(p, (0.028, 0.024, 0.085), (0.014, 0.006, 0.03), mirror=True) * skin
-            move(brows * torch.sign(p[:, 0]), (-0.001, 0.0, 0.0))
-            move(brows, (0.0, -0.0015, 0.0))
-        elif name == "contempt":
-            dimple = _blob(p, (0.031, -0.058, 0.08), (0.007, 0.007, 0.02)) * skin
-            tint(dimple, (-0.35, -0.38, -0.38))
-            cheek = _blob(p, (0.045, -0.03, 0.07), (0.016, 0.014, 0.03)) * skin
-            tint(cheek, (0.18, -0.12, -0.10))
-            corner = _blob(p, (0.027, -0.06, 0.08), (0.009, 0.008, 0.02)) * skin
-            move(corner, (0.0005, 0.0015, -0.0008))
-        return _Look(mul, add, pallor, geo)
+        # -- forehead lines: horizontal, following the brows' arch, over the brow width
+        brow_y = float(lm.brow_inner[1])
+        outer_x = float(lm.brow_outer[0, 0] - lm.brow_outer[1, 0]) / 2
+        fore_groove, fore_bump = torch.zeros_like(x), torch.zeros_like(x)
+        med_groove, med_bump = torch.zeros_like(x), torch.zeros_like(x)
+        for j, h in enumerate((0.26, 0.40, 0.54, 0.68)):
+            wobble = 0.012 * u * torch.sin(xr / (0.21 * u) + 1.7 * j)
+            # Lines dip toward the temples; break up a little along their length.
+            yl = brow_y + h * u - 0.16 * u * (xr / u) ** 2 + wobble
+            gr, bu = _line_profile(y - yl, width * (1.0 - 0.1 * j), ridge)
+            along = 0.65 + 0.35 * torch.cos(xr / (0.17 * u) + 2.3 * j) ** 2
+            reach = _smooth_box(xr, -outer_x * (0.95 - 0.08 * j), outer_x * (0.95 - 0.08 * j),
+                                0.06 * u)
+            fore_groove = torch.maximum(fore_groove, gr * along * reach)
+            fore_bump = torch.maximum(fore_bump, bu * along * reach)
+            # Sadness/fear: the inner brows rise, the lines gather at the centre and bend
+            # up over it (the "omega" of grief).
+            ym = brow_y + (h - 0.02) * u + 0.07 * u * torch.exp(-0.5 * (xr / (0.18 * u)) ** 2)
+            gr, bu = _line_profile(y - ym, width * (1.0 - 0.1 * j), ridge)
+            reach = _smooth_box(xr, -0.42 * u, 0.42 * u, 0.07 * u)
+            med_groove = torch.maximum(med_groove, gr * along * reach)
+            med_bump = torch.maximum(med_bump, bu * along * reach)
+        top = _smooth_box(y, brow_y + 0.12 * u, brow_y + 0.85 * u, 0.04 * u)
+        shade("forehead", fore_groove, fore_bump, face_skin * top)
+        shade("forehead_medial", med_groove, med_bump, face_skin * top)
 
+        # -- glabellar furrows: two vertical lines between the brows, a little apart at top
+        eye_y = float(lm.eye[:, 1].mean())
+        g_groove, g_bump = torch.zeros_like(x), torch.zeros_like(x)
+        for side in (1.0, -1.0):
+            xl = side * (0.075 * u + 0.06 * (y - eye_y).clamp_min(0.0))
+            gr, bu = _line_profile(xr - xl, width * 1.4, ridge * 1.1, side=int(side))
+            g_groove = torch.maximum(g_groove, gr)
+            g_bump = torch.maximum(g_bump, bu)
+        span = _smooth_box(y, eye_y + 0.04 * u, brow_y + 0.2 * u, 0.04 * u)
+        shade("glabella", g_groove, g_bump, face_skin * span, dark=0.36, light=0.14)
+
+        # -- nose wrinkles (disgust): transverse lines at the nose root, and oblique
+        # "bunny lines" running down and out over each flank of the bridge
+        n_groove, n_bump = torch.zeros_like(x), torch.zeros_like(x)
+        for h in (0.08,):
+            yl = eye_y + h * u - 0.3 * u * (xr / u) ** 2
+            gr, bu = _line_profile(y - yl, width * 0.9, ridge * 0.85)
+            root = _smooth_box(xr, -0.07 * u, 0.07 * u, 0.025 * u)
+            n_groove = torch.maximum(n_groove, gr * root)
+            n_bump = torch.maximum(n_bump, bu * root)
+        for side in (1.0, -1.0):
+            for j, off in enumerate((0.0, 0.07)):
+                # a line from (0.05 u, eye_y - off) toward down-outward at ~45 degrees
+                a0 = torch.tensor([side * 0.05 * u, eye_y - off * u])
+                dirv = torch.tensor([side * 0.7071, -0.7071])
+                rel = torch.stack([xr, y], -1) - a0
+                along = rel @ dirv
+                t = rel[:, 0] * dirv[1] - rel[:, 1] * dirv[0]
+                gr, bu = _line_profile(t, width * 0.9, ridge * 0.8)
+                reach = _smooth_box(along, 0.0, (0.13 - 0.03 * j) * u, 0.025 * u)
+                n_groove = torch.maximum(n_groove, gr * reach)
+                n_bump = torch.maximum(n_bump, bu * reach)
+        bridge = _smooth_box(xr, -0.24 * u, 0.24 * u, 0.04 * u) * \
+            _smooth_box(y, eye_y - 0.3 * u, min(brow_y, eye_y + 0.2 * u), 0.03 * u)
+        shade("nose_bridge", n_groove, n_bump, face_skin * bridge, dark=0.36)
+
+        # -- crow's feet: radial lines fanning out from each lateral eye corner
+        c_groove, c_bump = torch.zeros_like(x), torch.zeros_like(x)
+        for k, side in enumerate((1.0, -1.0)):
+            c = lm.canthus[k]
+            lateral = torch.sqrt((x - float(c[0])) ** 2 + (z - float(c[2])) ** 2)
+            outward = torch.sign((x - float(c[0])) * side)
+            a = lateral * outward                        # along the skin, outward
+            b = y - float(c[1])
+            r = torch.sqrt(a ** 2 + b ** 2)
+            ang = torch.atan2(b, a.clamp_min(1e-6))
+            for j, deg in enumerate((-34.0, -12.0, 9.0, 30.0)):
+                t = r * torch.sin(ang - math.radians(deg))  # distance off the ray
+                gr, bu = _line_profile(t, width * 1.2, ridge * 0.9)
+                reach = _smooth_box(r, 0.08 * u, (0.22 + 0.04 * (j % 2)) * u, 0.03 * u) * \
+                    (a > 0).float()
+                c_groove = torch.maximum(c_groove, gr * reach)
+                c_bump = torch.maximum(c_bump, bu * reach)
+        shade("crows_feet", c_groove, c_bump, face_skin, dark=0.38)
+
+        # -- nasolabial folds: from beside the nose wing (0.3 IOD out, a nose's half width)
+        # to beyond the mouth corner, bowed out; the cheek bulging over the fold (lateral
+        # side) catches the light
+        f_groove, f_bump = torch.zeros_like(x), torch.zeros_like(x)
+        for k, side in enumerate((1.0, -1.0)):
+            m = lm.mouth_corner[k]
+            p0 = torch.tensor([mid_x + side * 0.3 * u, float(lm.nose_tip[1]) - 0.05 * u])
+            p2 = torch.tensor([float(m[0]) + side * 0.12 * u, float(m[1]) - 0.14 * u])
+            p1 = (p0 + p2) / 2 + torch.tensor([side * 0.07 * u, 0.0])
+            s = torch.linspace(0.0, 1.0, 17)[:, None]
+            curve = (1 - s) ** 2 * p0 + 2 * (1 - s) * s * p1 + s ** 2 * p2
+            dist, cross, frac = _polyline_distance(torch.stack([x, y], -1), curve)
+            signed = dist * cross * side          # > 0 on the cheek (lateral) side
+            gr, bu = _line_profile(signed, width * 1.8, ridge * 1.4, side=1)
+            # Deepest in its upper two thirds, fading at both ends.
+            along = _smooth_box(frac, 0.02, 0.92, 0.06) * (1.0 - 0.35 * frac)
+            hit = (xr * side > 0).float()
+            f_groove = torch.maximum(f_groove, gr * along * hit)
+            f_bump = torch.maximum(f_bump, bu * along * hit)
+        shade("nasolabial", f_groove, f_bump, face_skin, dark=0.42, light=0.14,
+              relief=0.008)
+
+        # -- contempt: a short dimple crease beside the raised right mouth corner
+        m = lm.mouth_corner[1]
+        dx, dy = xr - (float(m[0]) - mid_x - 0.07 * u), y - float(m[1])
+        ell = torch.sqrt((dx / (0.035 * u)) ** 2 + (dy / (0.11 * u)) ** 2)
+        gr, bu = _line_profile(ell - 1.0, 0.3, 0.7, side=1)
+        shade("dimple_right", gr * (dx < 0.02 * u).float(), bu * (dx < 0.02 * u).float(),
+              face_skin * _smooth_box(dy, -0.14 * u, 0.1 * u, 0.03 * u), dark=0.45)
+
+        # -- sad eyes: a wetter, glossier eyeball (brighter, a stronger highlight, a bright
+        # tear line along the lower lid) and slightly reddened lid rims
+        i = GROUPS.index("wet_eyes")
+        for k in range(2):
+            e = lm.eye[k]
+            d_eye = torch.sqrt((x - float(e[0])) ** 2 + (y - float(e[1])) ** 2)
+            ball = eyeball * (d_eye < 0.35 * u).float()
+            spot = torch.exp(-0.5 * (((x - float(e[0]) + 0.04 * u * (1 if k else -1)) ** 2
+                                      + (y - float(e[1]) + 0.06 * u) ** 2) / (0.025 * u) ** 2))
+            low = torch.exp(-0.5 * ((y - (float(e[1]) - 0.16 * u)) / (0.02 * u)) ** 2)
+            self.mul[i] += (ball * 0.08)[:, None]
+            self.add[i] += (ball * (0.22 * spot + 0.10 * low))[:, None] * torch.ones(3)
+        rims = torch.zeros_like(x)
+        ball_pts = p[eyeball > 0]
+        if len(ball_pts):
+            near_eye = torch.minimum(*(((p - lm.eye[k]) ** 2).sum(-1).sqrt()
+                                       for k in range(2))) < 0.45 * u
+            cand = torch.nonzero(near_eye & (eyeball == 0)).flatten()
+            if len(cand):
+                dmin = torch.cdist(p[cand], ball_pts).min(1).values
+                rims[cand] = torch.exp(-0.5 * (dmin / (0.012 * u)) ** 2)
+        self.mul[GROUPS.index("lid_rims")] += rims[:, None] * torch.tensor((0.07, -0.05, -0.03))
+
+        # -- faint local flush on the cheek apples (happy)
+        flush = torch.zeros_like(x)
+        for k in range(2):
+            c = lm.eye[k] + torch.tensor([0.12 * u * (1 if k == 0 else -1), -0.5 * u, 0.0])
+            r2 = ((x - c[0]) ** 2 + (y - c[1]) ** 2) / (0.2 * u) ** 2
+            flush = torch.maximum(flush, torch.exp(-0.5 * r2))
+        self.mul[GROUPS.index("cheek_flush")] += (flush * face_skin)[:, None] * \
+            torch.tensor((0.035, -0.01, -0.012))
+
+        # -- bulk movements the blendshapes lack (metres on a head with 62 mm between the
+        # eyes, scaled with the head)
+        size = u / 0.062
+
+        def bump(centre: Sequence[float], sigma: float) -> torch.Tensor:
+            c = torch.tensor(centre)
+            return torch.exp(-0.5 * ((p - c) ** 2).sum(-1) / sigma ** 2) * face_skin
+
+        def move(k: str, weight: torch.Tensor, xyz: Sequence[float]) -> None:
+            self.geo[GROUPS.index(k)] += weight[:, None] * torch.tensor(xyz) * size
+
+        cheeks = flush * face_skin
+        move("cheek_lift", cheeks, (0.0, 0.0012, 0.0012))
+        mc = lm.mouth_corner
+        lip = bump(((float(mc[0, 0]) + float(mc[1, 0])) / 2, float(mc[:, 1].mean()) - 0.12 * u,
+                    float(mc[:, 2].max()) + 0.1 * u), 0.18 * u)
+        move("lip_pout", lip, (0.0, -0.0008, 0.0015))
+        move("forehead_lift", face_skin * top, (0.0, 0.0012, 0.0))
+        corners = sum(bump(mc[k].tolist(), 0.12 * u) * (1 if k == 0 else -1) for k in range(2))
+        move("mouth_stretch", corners, (0.0015, 0.0, 0.0))
+        upper = bump(((float(mc[0, 0]) + float(mc[1, 0])) / 2, float(mc[:, 1].mean()) + 0.1 * u,
+                      float(mc[:, 2].max()) + 0.1 * u), 0.18 * u)
+        move("upper_lip_raise", upper, (0.0, 0.0013, 0.0))
+        brows = torch.zeros_like(x) + sum(
+            bump([mid_x + (float(lm.brow_outer[k, 0]) - mid_x) * 0.6, float(lm.brow_inner[1]),
+                  float(lm.brow_inner[2])], 0.2 * u) for k in range(2))
+        move("brow_knit", brows, (0.0, -0.0013, 0.0))
+        self.geo[GROUPS.index("brow_knit")] += (brows * -torch.sign(xr) * 0.0008 * size)[:, None] \
+            * torch.tensor((1.0, 0.0, 0.0))
+        move("corner_up_right", bump(mc[1].tolist(), 0.12 * u), (-0.0005, 0.0015, -0.0006))
+
+    # ------------------------------------------------------------------ applying
     def to(self, device: Any) -> "EmotionTeacher":
         """Move the effect tensors to ``device`` (in place); return self."""
-        for key in ("mul", "add", "pallor", "geo"):
+        for key in ("mul", "add", "geo", "gates", "drivers", "nominal", "driven"):
             setattr(self, key, getattr(self, key).to(device))
         return self
 
+    def strengths(self, emotion: torch.Tensor, intensity: torch.Tensor,
+                  expr: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-frame strength ``[B, G]`` of every pattern group (:data:`GROUPS`).
+
+        ``intensity x gate[emotion] x (0.5 + 0.5 min(1.5, drive / nominal))`` for groups
+        that follow expression coefficients of ``expr [B, K]`` (1 when ``expr`` is None).
+        """
+        dev = self.mul.device
+        e = emotion.to(dev).long()
+        i = intensity.to(dev).float().clamp(0.0, 1.0)[:, None]
+        s = i * self.gates[e]
+        if expr is not None:
+            drive = expr.to(dev).float().clamp(0.0, 1.0) @ self.drivers
+            follow = 0.5 + 0.5 * (drive / self.nominal).clamp(0.0, 1.5)
+            s = s * torch.where(self.driven, follow, torch.ones_like(follow))
+        return s
+
     def apply(self, gaussians: Any, emotion: torch.Tensor, intensity: torch.Tensor,
-              neck_rotation: Optional[torch.Tensor] = None) -> Any:
-        """Add the emotion's appearance and geometry to posed Gaussians.
+              neck_rotation: Optional[torch.Tensor] = None,
+              expr: Optional[torch.Tensor] = None) -> Any:
+        """Add the emotion's wrinkles, eye and colour changes and geometry to posed Gaussians.
 
         Args:
             gaussians: avatar output (``means [B, N, 3]``, ``colors [B, N, 3]`` linear RGB).
             emotion: ``[B]`` long ids; intensity: ``[B]`` in [0, 1].
             neck_rotation: ``[B, 3]`` axis-angle (the geometry change turns with the head).
+            expr: ``[B, K]`` the coefficients the face is posed with (``psi_e``): patterns
+                follow them; None = nominal depth.
 
         Returns:
             The same Gaussians type with new ``means`` and ``colors``.
@@ -192,21 +545,19 @@ class EmotionTeacher:
             raise ValueError(f"teacher built for {self.num_gaussians} Gaussians, got "
                              f"{gaussians.means.shape[1]}")
         dev = gaussians.means.device
-        e = emotion.to(dev).long()
-        i = intensity.to(dev).float().clamp(0.0, 1.0)[:, None, None]
-        col = gaussians.colors
-        col = col * (1.0 + i * self.mul[e].to(dev)) + i * self.add[e].to(dev)
-        luma = (col * torch.tensor(LUMA, device=dev)).sum(-1, keepdim=True)
-        pale = luma * torch.tensor((0.95, 1.0, 1.12), device=dev) + 0.06
-        col = col + i * self.pallor[e].to(dev)[..., None] * (pale - col)
-        geo = self.geo[e].to(dev)
+        if self.mul.device != dev:
+            self.to(dev)
+        s = self.strengths(emotion, intensity, expr)                       # [B, G]
+        mul = torch.einsum("bg,gnc->bnc", s, self.mul)
+        add = torch.einsum("bg,gnc->bnc", s, self.add)
+        geo = torch.einsum("bg,gnc->bnc", s, self.geo)
+        col = gaussians.colors * (1.0 + mul) + add
         if neck_rotation is not None:
             from gemo_ros.geometry import axis_angle_to_matrix
 
             rot = axis_angle_to_matrix(neck_rotation.to(dev).float())  # [B, 3, 3]
             geo = torch.einsum("bij,bnj->bni", rot, geo)
-        means = gaussians.means + i * geo
-        return replace(gaussians, means=means, colors=col.clamp(0.0, 1.0))
+        return replace(gaussians, means=gaussians.means + geo, colors=col.clamp(0.0, 1.0))
 
 
 # ----------------------------------------------------------------------------- frames
@@ -438,7 +789,7 @@ def render_teacher(head: Any, teacher: EmotionTeacher, psi_e: torch.Tensor,
 
     dev = head.device
     g = head.avatar(psi_e.to(dev), neck_rotation=None if neck is None else neck.to(dev))
-    g = teacher.apply(g, emotion, intensity, neck)
+    g = teacher.apply(g, emotion, intensity, neck, expr=psi_e.to(dev))
     out = []
     bg = torch.tensor(background, device=dev, dtype=torch.float32)
     for b in range(psi_e.shape[0]):

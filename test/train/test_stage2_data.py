@@ -8,9 +8,10 @@ import torch
 
 from gemo_ros.emotions import EMOTIONS, emotion_index
 from gemo_ros.pipeline import RenderSettings, TalkingHead
-from gemo_ros.train.stage2_data import (SpeechClip, DatasetError, EmotionTeacher, Stage2Frames,
-                                        SyntheticSpec, generate_synthetic,
-                                        load_stage2_dataset, write_stage2_dataset)
+from gemo_ros.train.stage2_data import (GROUPS, SpeechClip, DatasetError, EmotionTeacher,
+                                        FaceLandmarks, Stage2Frames, SyntheticSpec,
+                                        generate_synthetic, load_stage2_dataset,
+                                        write_stage2_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,14 @@ def avatar():
     for param in avatar.parameters():
         param.requires_grad_(False)
     return avatar
+
+
+@pytest.fixture(scope="module")
+def dense():
+    """The shipped avatar at full density: thin lines need many Gaussians to show."""
+    from gemo_ros.avatar import load_avatar
+
+    return load_avatar("default")
 
 
 @pytest.fixture(scope="module")
@@ -75,18 +84,164 @@ def test_teacher_effects_grow_linearly_with_intensity(avatar):
     assert torch.allclose(move[1], 2 * move[0], atol=1e-7)
 
 
-def test_angry_reddens_the_face_and_happy_flushes_the_cheeks(avatar):
+def _face_skin(avatar, teacher):
+    """Front skin Gaussians of the procedural head (not eyes, lids, lips' inside, hair)."""
+    p = avatar.canonical_means()
+    parts = np.array(teacher._parts(avatar))
+    return torch.from_numpy(np.isin(parts, ["skin"])) & (p[:, 2] > 0.05)
+
+
+@pytest.mark.parametrize("name", [e for e in EMOTIONS if e != "neutral"])
+def test_no_emotion_washes_the_face_with_colour(avatar, name):
+    """Colour changes are local (wrinkles, eyes, a faint flush), never a whole-face tint."""
     teacher = EmotionTeacher(avatar)
-    g = avatar(torch.zeros(2, 52))
-    out = teacher.apply(g, torch.tensor([emotion_index("angry"), emotion_index("happy")]),
-                        torch.ones(2))
-    red = out.colors[..., 0] - out.colors[..., 1]
-    base = g.colors[..., 0] - g.colors[..., 1]
-    assert float((red - base).max()) > 0.05
-    cheek = torch.tensor([0.045, -0.03, 0.07])
-    near = (avatar.canonical_means() - cheek).norm(dim=-1) < 0.015
-    if near.any():
-        assert float((red[1] - base[1])[near].mean()) > 0.02
+    g = avatar(torch.zeros(1, 52))
+    out = teacher.apply(g, torch.tensor([emotion_index(name)]), torch.ones(1))
+    rel = (out.colors[0] / g.colors[0].clamp_min(1e-3) - 1.0)[_face_skin(avatar, teacher)]
+    # Most of the face is untouched, and the mean tint of the face is tiny.
+    assert float((rel.abs().amax(-1) > 0.02).float().mean()) < 0.3
+    assert float(rel.mean(0).abs().max()) < 0.02
+    # No channel is pushed against the others over the face (no red/blue/yellow cast).
+    cast = rel.mean(0) - rel.mean()
+    assert float(cast.abs().max()) < 0.01
+
+
+def _profile(teacher, group, avatar, along, fixed, lo, hi):
+    """Mean colour multiplier of one pattern group in bins along an axis of the face."""
+    p = avatar.canonical_means()
+    k = GROUPS.index(group)
+    mul = teacher.mul[k].mean(-1)
+    sel = (p[:, fixed[0]] - fixed[1]).abs() < fixed[2]
+    sel &= p[:, 2] > 0.05
+    edges = torch.linspace(lo, hi, 41)
+    vals = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        m = sel & (p[:, along] >= a) & (p[:, along] < b)
+        vals.append(float(mul[m].mean()) if m.any() else 0.0)
+    return np.array(vals)
+
+
+def _extrema(vals, dark=-0.05, light=0.02):
+    """Count dark grooves and light ridges (local minima / maxima beyond thresholds)."""
+    mins = [i for i in range(1, len(vals) - 1)
+            if vals[i] < dark and vals[i] <= vals[i - 1] and vals[i] <= vals[i + 1]]
+    maxs = [i for i in range(1, len(vals) - 1)
+            if vals[i] > light and vals[i] >= vals[i - 1] and vals[i] >= vals[i + 1]]
+    return mins, maxs
+
+
+def test_forehead_lines_are_horizontal_grooves_with_ridges(dense):
+    avatar = dense
+    teacher = EmotionTeacher(avatar)
+    lm = teacher.landmarks
+    brow = float(lm.brow_inner[1])
+    # Up the forehead's midline: several dark grooves separated by lighter ridges.
+    vals = _profile(teacher, "forehead", avatar, 1, (0, 0.0, 0.004), brow, brow + 0.06)
+    mins, maxs = _extrema(vals)
+    assert len(mins) >= 2 and len(maxs) >= 2
+    # Across the forehead at one groove's height it stays dark: a horizontal line.
+    y = brow + 0.06 * (mins[0] + 0.5) / 40
+    across = _profile(teacher, "forehead", avatar, 0, (1, y, 0.0008), -0.015, 0.015)
+    assert float(np.median(across[across != 0])) < -0.03
+
+
+def test_glabellar_furrows_are_two_vertical_lines_between_the_brows(dense):
+    avatar = dense
+    teacher = EmotionTeacher(avatar)
+    lm = teacher.landmarks
+    y = float(lm.eye[:, 1].mean() + lm.brow_inner[1]) / 2
+    vals = _profile(teacher, "glabella", avatar, 0, (1, y, 0.003), -0.02, 0.02)
+    mins, _ = _extrema(vals)
+    assert len(mins) == 2
+    centres = (np.array(mins) + 0.5) / 40 * 0.04 - 0.02
+    assert centres[0] < 0 < centres[1] and abs(centres[0] + centres[1]) < 0.002
+    # Vertical: the same two grooves a few millimetres higher.
+    up = _profile(teacher, "glabella", avatar, 0, (1, y + 0.004, 0.003), -0.02, 0.02)
+    assert len(_extrema(up)[0]) == 2
+
+
+def test_each_emotion_paints_its_own_wrinkles(dense):
+    teacher = EmotionTeacher(dense)
+    gates = teacher.gates
+    expect = {"surprised": "forehead", "sad": "forehead_medial", "fear": "forehead_medial",
+              "angry": "glabella", "happy": "crows_feet", "disgusted": "nose_bridge",
+              "contempt": "dimple_right"}
+    for name, group in expect.items():
+        assert float(gates[emotion_index(name), GROUPS.index(group)]) == 1.0 or \
+            name == "fear"
+        assert float(teacher.mul[GROUPS.index(group)].min()) < -0.2    # a real groove
+    assert float(gates[emotion_index("happy"), GROUPS.index("nasolabial")]) > 0
+    assert float(gates[emotion_index("sad"), GROUPS.index("wet_eyes")]) > 0
+
+
+def test_wrinkles_follow_the_expression_coefficients(avatar):
+    """Forehead lines deepen with browInnerUp/browOuterUp of the posed face."""
+    teacher = EmotionTeacher(avatar)
+    g = avatar(torch.zeros(3, 52))
+    names = list(avatar.face.expression_names)
+    expr = torch.zeros(3, 52)
+    for k, v in enumerate((0.0, 0.5, 1.0)):
+        for n in ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"):
+            expr[k, names.index(n)] = v
+    e = torch.full((3,), emotion_index("surprised"))
+    out = teacher.apply(g, e, torch.ones(3), expr=expr)
+    depth = (g.colors - out.colors).clamp_min(0).sum((1, 2))
+    assert float(depth[0]) < float(depth[1]) < float(depth[2])
+    s = teacher.strengths(e, torch.ones(3), expr)[:, GROUPS.index("forehead")]
+    # 0.5 + 0.5 min(1.5, sum / nominal) with the nominal sum 2.0 of the three brow channels
+    assert torch.allclose(s, torch.tensor([0.5, 0.875, 1.25]))
+
+
+def _scaled_copy(avatar, scale, shift):
+    from gemo_ros.avatar.model import GaussianAvatar
+    from gemo_ros.face.model import FaceModel
+
+    f = avatar.face
+    sh = torch.tensor(shift)
+    face = FaceModel(f.vertices * scale + sh, f.faces, f.expr_basis * scale, f.lbs_weights,
+                     f.joints * scale + sh, f.expression_names, f.model_type, f.vertex_parts,
+                     f.part_names)
+    params = {k: v.detach() for k, v in avatar.params.items()}
+    return GaussianAvatar(face, avatar.binding_faces, avatar.binding_bary, params,
+                          avatar.deltas.detach(), avatar.delta_index)
+
+
+def test_patterns_are_placed_from_the_head_not_fixed_coordinates(avatar):
+    """A bigger head somewhere else gets the same patterns on the same skin."""
+    a = EmotionTeacher(avatar)
+    b = EmotionTeacher(_scaled_copy(avatar, 1.2, (0.003, 0.01, -0.005)))
+    assert b.landmarks.iod == pytest.approx(1.2 * a.landmarks.iod, rel=1e-4)
+    assert torch.allclose(b.mul, a.mul, atol=2e-3)
+    assert torch.allclose(b.geo, 1.2 * a.geo, atol=2e-5)
+
+
+def test_landmarks_and_patterns_on_the_ict_face_model():
+    """The teacher works on the ICT head too (landmarks from its ARKit shapes)."""
+    from gemo_ros.avatar.model import GaussianAvatar
+    from gemo_ros.face.model import load_face_model
+
+    face = load_face_model("ict")
+    lm = FaceLandmarks.from_face(face)
+    assert 0.055 < lm.iod < 0.075
+    assert lm.eye[0, 0] > 0 > lm.eye[1, 0] and lm.mouth_corner[0, 0] > 0
+    assert lm.brow_inner[1] > lm.eye[0, 1] > lm.nose_tip[1] > lm.mouth_corner[0, 1]
+    assert abs(float(lm.canthus[0, 0])) > abs(float(lm.eye[0, 0]))
+    # A bare avatar: one Gaussian at the centre of every skin triangle of the face.
+    skin = face.vertex_parts[face.faces[:, 0]] == face.part_names.index("face")
+    tri = torch.nonzero(skin)[:, 0]
+    n = len(tri)
+    params = {"xyz": torch.zeros(n, 3), "rotation": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+              "scale": torch.zeros(n, 3), "color": torch.full((n, 3), 0.6),
+              "opacity": torch.zeros(n, 1)}
+    av = GaussianAvatar(face, tri, torch.full((n, 3), 1 / 3), params)
+    teacher = EmotionTeacher(av)
+    g = av(torch.zeros(1, 52))
+    for name, group in (("surprised", "forehead"), ("angry", "glabella"),
+                        ("happy", "nasolabial"), ("disgusted", "nose_bridge")):
+        out = teacher.apply(g, torch.tensor([emotion_index(name)]), torch.ones(1))
+        darker = (g.colors - out.colors)[0].amax(-1)
+        assert float(darker.max()) > 0.1, name
+        assert float((darker > 0.02).float().mean()) < 0.15, name     # local, not a wash
 
 
 def test_synthetic_frames_have_consistent_shapes(frames):
