@@ -75,7 +75,8 @@ def _file_id(name: str, kind: str) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return f"{name} (sha256 {h.hexdigest()[:12]})"
+    shown = name if name == "default" else os.path.basename(path)
+    return f"{shown} (sha256 {h.hexdigest()[:12]})"
 
 
 def _machine() -> str:
