@@ -137,8 +137,14 @@ def run(args: argparse.Namespace) -> int:
             logger.info("step %d loss %.4f val %.4f (%.0f s)", step, float(loss), val_loss,
                         time.time() - t_train)
     bar.close()
+    from collections import Counter
+
+    from gemo_ros.train.a2e import HELDOUT_FAMILIES, family_of
     info = {"command": "gemo " + " ".join(sys.argv[1:]), "seed": args.seed,
-            "steps": args.steps, "batch": args.batch, "clips": len(train),
+            "init": args.init or "", "steps": args.steps, "batch": args.batch,
+            "clips": len(train),
+            "clips_per_family": dict(Counter(family_of(c.voice) for c in train)),
+            "heldout_families": list(HELDOUT_FAMILIES),
             "hours_audio": round(sum(len(c.audio) for c in train) / DATA_RATE / 3600, 3),
             "train_seconds": round(time.time() - t_train), "val_loss": round(val_loss, 5),
             "parameters": n_params}

@@ -62,16 +62,76 @@ class PhoneClip:
     text: str
 
 
-def synth_clip(rng: np.random.Generator, voices: Sequence[str]) -> PhoneClip:
-    """Speak 1-2 random sentences with a random voice, rate, pitch and surrounding silence."""
+#: Synthesiser families (see :mod:`gemo_ros.train.speech_synth`). A voice is named
+#: ``family:voice``; a name without a family is an espeak voice.
+FAMILIES: Tuple[str, ...] = ("espeak", "flite", "festival", "hibari")
+#: Families never trained on (evaluation only): a whole held-out synthesiser family.
+HELDOUT_FAMILIES: Tuple[str, ...] = ("festival",)
+#: Flite voices trained on (kal/kal16 share Festival's held-out kal speaker).
+FLITE_TRAIN_VOICES: Tuple[str, ...] = ("awb", "rms", "slt")
+#: Share of training clips per family (espeak has the most voices, the others the most
+#: natural timing and spectra).
+FAMILY_WEIGHTS = {"espeak": 0.4, "flite": 0.3, "hibari": 0.3}
+
+
+def family_of(voice: str) -> str:
+    """Return the synthesiser family of a voice name (``flite:awb`` -> ``flite``)."""
+    return voice.split(":", 1)[0] if ":" in voice else "espeak"
+
+
+def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
+    from math import gcd
+
     from scipy.signal import resample_poly
 
-    from gemo_ros.train.speech_synth import random_sentence, synthesize
+    if rate == DATA_RATE:
+        return audio.astype(np.float32)
+    g = gcd(int(rate), DATA_RATE)
+    return resample_poly(audio.astype(np.float64), DATA_RATE // g, rate // g).astype(np.float32)
+
+
+def _speak(text: str, voice: str, rng: np.random.Generator, kw: dict
+           ) -> Tuple[np.ndarray, List[Tuple[str, float, float]]]:
+    """Speak one sentence: 16 kHz float audio and its phones (seconds from its start)."""
+    from gemo_ros.train import speech_synth as ss
+
+    fam = family_of(voice)
+    name = voice.split(":", 1)[1] if ":" in voice else voice
+    if fam == "espeak":
+        utt = ss.synthesize(text, voice=name, **kw)
+        return (_to_16k(utt.audio, utt.sample_rate),
+                [(p.name, p.start, p.end) for p in utt.phones])
+    if fam == "festival":
+        utt = ss.festival_synth([text], name, kw["stretch"])[0]
+        return (_to_16k(utt.audio, utt.sample_rate),
+                [(p.name, p.start, p.end) for p in utt.phones])
+    if fam == "flite":
+        audio, rate = ss.flite_synth(text, name, kw["stretch"])
+    elif fam == "hibari":
+        audio, rate = ss.hibari_synth(text, kw["speed"], int(rng.integers(1 << 30)))
+    else:
+        raise ValueError(f"unknown synthesiser family {fam!r}")
+    audio = _to_16k(audio, rate)
+    # Forced alignment of the known text (pocketsphinx) gives the phone times.
+    return audio, ss.align(audio, text)
+
+
+def synth_clip(rng: np.random.Generator, voices: Sequence[str]) -> PhoneClip:
+    """Speak 1-2 random sentences with a random voice, rate, pitch and surrounding silence.
+
+    ``voices`` are ``family:voice`` names (plain names are espeak voices). The speaking
+    rate varies per family: espeak 110-270 wpm, Flite/Festival duration stretch 0.75-1.4,
+    hibari speed 0.75-1.4.
+    """
+    from gemo_ros.train.speech_synth import random_sentence
 
     voice = str(voices[int(rng.integers(len(voices)))])
-    kw = dict(rate=int(rng.integers(110, 270)), pitch=int(rng.integers(15, 90)),
-              pitch_range=int(rng.integers(10, 95)), volume=int(rng.integers(60, 170)),
-              word_gap=int(rng.integers(0, 4)) if rng.random() < 0.3 else 0)
+    if family_of(voice) == "espeak":
+        kw = dict(rate=int(rng.integers(110, 270)), pitch=int(rng.integers(15, 90)),
+                  pitch_range=int(rng.integers(10, 95)), volume=int(rng.integers(60, 170)),
+                  word_gap=int(rng.integers(0, 4)) if rng.random() < 0.3 else 0)
+    else:
+        kw = dict(stretch=float(rng.uniform(0.75, 1.4)), speed=float(rng.uniform(0.75, 1.4)))
     pieces: List[np.ndarray] = []
     phones: List[Tuple[str, float, float]] = []
     t = float(rng.uniform(0.02, 0.6))
@@ -79,27 +139,41 @@ def synth_clip(rng: np.random.Generator, voices: Sequence[str]) -> PhoneClip:
     n_sent = 1 if rng.random() < 0.7 else 2
     texts = []
     for k in range(n_sent):
-        text = random_sentence(rng, 2, 10)
+        for attempt in range(5):
+            text = random_sentence(rng, 2, 10)
+            try:
+                audio, ph = _speak(text, voice, rng, kw)
+                break
+            except RuntimeError:  # alignment failed: another sentence
+                if attempt == 4:
+                    raise
         texts.append(text)
-        utt = synthesize(text, voice=voice, **kw)
-        audio = resample_poly(utt.audio.astype(np.float64), 320, 441).astype(np.float32)
-        phones += [(p.name, t + p.start, t + p.end) for p in utt.phones]
+        phones += [(name, t + s, t + e) for name, s, e in ph]
         pieces.append(audio)
         t += len(audio) / DATA_RATE
         gap = float(rng.uniform(0.05, 0.7))
         pieces.append(np.zeros(int(gap * DATA_RATE), np.float32))
         t += int(gap * DATA_RATE) / DATA_RATE
     wave = np.concatenate(pieces)
-    wave = np.clip(wave, -1.0, 1.0)
+    peak = float(np.abs(wave).max()) if wave.size else 0.0
+    if peak > 1.0:  # some engines exceed full scale: scale, never clip
+        wave = wave / peak
     return PhoneClip(audio=(wave * 32767).astype(np.int16), phones=phones, voice=voice,
                      text=" ".join(texts))
 
 
 def _gen_shard(args: Tuple[int, int, List[str], str]) -> str:
     seed, n, voices, path = args
-    os.nice(10) if hasattr(os, "nice") else None
     rng = np.random.default_rng(seed)
-    clips = [synth_clip(rng, voices) for _ in range(n)]
+    clips: List[PhoneClip] = []
+    failures = 0
+    while len(clips) < n:
+        try:
+            clips.append(synth_clip(rng, voices))
+        except RuntimeError as exc:  # e.g. no alignment for 5 sentences in a row
+            failures += 1
+            if failures > n:
+                raise RuntimeError(f"shard {path}: too many synthesis failures") from exc
     with open(path, "wb") as f:
         pickle.dump(clips, f, protocol=pickle.HIGHEST_PROTOCOL)
     return path
@@ -152,19 +226,100 @@ def load_clips(paths: Sequence[str]) -> List[PhoneClip]:
     return clips
 
 
-def _voices_for_training() -> List[str]:
+def _espeak_training_voices() -> List[str]:
     langs, variants, _ = voice_split()
     return [lang for lang in langs] + [f"{lang}+{v}" for lang in langs for v in variants]
 
 
+def training_voices_by_family() -> dict:
+    """Return {family: voices} of the installed synthesisers that are trained on.
+
+    Families in :data:`HELDOUT_FAMILIES` and engines that are not installed are left out.
+    """
+    from gemo_ros.train import speech_synth as ss
+
+    out = {"espeak": _espeak_training_voices()}
+    if ss.flite_available():
+        out["flite"] = [f"flite:{v}" for v in FLITE_TRAIN_VOICES]
+    try:
+        import hibari  # noqa: F401
+        out["hibari"] = ["hibari:heart"]
+    except ImportError:
+        pass
+    return {f: v for f, v in out.items() if f not in HELDOUT_FAMILIES}
+
+
+def _voices_for_training() -> List[str]:
+    """Flat list of training voices; families weighted by repetition (FAMILY_WEIGHTS)."""
+    by_fam = training_voices_by_family()
+    total = sum(FAMILY_WEIGHTS.get(f, 0.1) for f in by_fam)
+    n = 2000
+    out: List[str] = []
+    for fam, voices in by_fam.items():
+        k = int(round(n * FAMILY_WEIGHTS.get(fam, 0.1) / total))
+        out += [voices[i % len(voices)] for i in range(k)]
+    return out
+
+
 # ---------------------------------------------------------------------------- augmentation
-def augment(x: np.ndarray, rng: np.random.Generator, rate: int = DATA_RATE) -> np.ndarray:
+def codec_roundtrip(x: np.ndarray, codec: str = "mp3", kbps: int = 64,
+                    rate: int = DATA_RATE) -> np.ndarray:
+    """Encode float audio with a lossy codec and decode it again (ffmpeg of imageio-ffmpeg).
+
+    ``codec`` is ``"mp3"`` (libmp3lame) or ``"opus"`` (libopus). The codec's start delay is
+    removed by cross-correlation with the input, so phone times stay aligned; the result
+    has the input's length. Raises RuntimeError when ffmpeg fails.
+    """
+    import subprocess
+
+    import imageio_ffmpeg
+
+    enc = {"mp3": ["-c:a", "libmp3lame", "-f", "mp3"],
+           "opus": ["-c:a", "libopus", "-f", "ogg"]}.get(codec)
+    if enc is None:
+        raise ValueError(f"codec_roundtrip: unknown codec {codec!r}")
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    raw = np.ascontiguousarray(x, np.float32).tobytes()
+    common = [exe, "-hide_banner", "-loglevel", "error", "-nostdin"]
+    try:
+        coded = subprocess.run(common + ["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i",
+                                         "pipe:0", "-b:a", f"{int(kbps)}k"] + enc + ["pipe:1"],
+                               input=raw, capture_output=True, check=True, timeout=60).stdout
+        dec = subprocess.run(common + ["-i", "pipe:0", "-f", "f32le", "-ar", str(rate), "-ac",
+                                       "1", "pipe:1"],
+                             input=coded, capture_output=True, check=True, timeout=60).stdout
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"ffmpeg {codec} round trip failed: {exc}") from exc
+    y = np.frombuffer(dec, np.float32).astype(np.float64)
+    n = len(x)
+    # Codec delay: the shift (0..100 ms) that best matches the input.
+    k = int(0.1 * rate)
+    ref = np.asarray(x, np.float64)[:min(n, 4 * rate)]
+    best, best_score = 0, -np.inf
+    for lag in range(0, min(k, max(0, len(y) - len(ref))) + 1, 8):
+        score = float(np.dot(y[lag:lag + len(ref)], ref))
+        if score > best_score:
+            best, best_score = lag, score
+    for lag in range(max(0, best - 8), best + 9):  # refine to the sample
+        seg = y[lag:lag + len(ref)]
+        if len(seg) == len(ref):
+            score = float(np.dot(seg, ref))
+            if score > best_score:
+                best, best_score = lag, score
+    y = y[best:best + n]
+    return np.pad(y, (0, n - len(y))).astype(np.float32)
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, rate: int = DATA_RATE,
+            codec_p: float = 0.2) -> np.ndarray:
     """Randomly degrade a float32 clip so the model transfers to other voices and channels.
 
     Gain (-20..+6 dB), band limits (telephone band, low/high-pass), resampling round trips
-    (8/11.025/22.05 kHz), synthetic room reverb (RT60 0.1-0.6 s) and noise (white or
-    brown, SNR 5-40 dB). All filters are zero-phase or causal with the direct path first,
-    so phone timings stay aligned with the targets.
+    (8/11.025/22.05 kHz), synthetic room reverb (RT60 0.1-0.6 s), soft-clip compression,
+    MP3 (24-128 kbit/s) or Opus (12-32 kbit/s) round trips with probability ``codec_p``
+    (:func:`codec_roundtrip`) and noise (white or brown, SNR 5-40 dB). All filters are
+    zero-phase or causal with the direct path first and codec delays are removed, so
+    phone timings stay aligned with the targets.
     """
     from scipy.signal import butter, fftconvolve, resample_poly, sosfiltfilt
 
@@ -196,6 +351,18 @@ def augment(x: np.ndarray, rng: np.random.Generator, rate: int = DATA_RATE) -> n
         y = fftconvolve(y, ir)[:n]
     peak = np.abs(y).max() + 1e-9
     y *= 10 ** (rng.uniform(-20, 6) / 20) * (0.5 / peak)
+    if rng.random() < 0.1:  # loudness-maximised TTS / AGC: soft-clip compression
+        drive = rng.uniform(2.0, 6.0)
+        y = np.tanh(drive * y) / np.tanh(drive) * (np.abs(y).max() + 1e-9)
+    if codec_p > 0 and rng.random() < codec_p:  # robot audio paths: lossy streaming codecs
+        if rng.random() < 0.5:
+            codec, kbps = "mp3", int(rng.choice([24, 32, 48, 64, 96, 128]))
+        else:
+            codec, kbps = "opus", int(rng.choice([12, 16, 24, 32]))
+        try:
+            y = codec_roundtrip(y.astype(np.float32), codec, kbps, rate).astype(np.float64)
+        except (RuntimeError, OSError) as exc:  # no ffmpeg: train without this one
+            logger.debug("codec augmentation skipped: %s", exc)
     if rng.random() < 0.5:
         noise = rng.standard_normal(n)
         if rng.random() < 0.4:
@@ -289,14 +456,16 @@ def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights):
     """Loss of the decoder outputs for encoder features ``[B, T, D]``.
 
     Weighted L1 on the neutral and the sampled emotional outputs, an L1 velocity term, and
-    a lip-aperture term ``|relu(jaw - close) - target|`` weighted up to 7x on lip closures
-    (rare, short events that a plain L1 loss learns to ignore).
+    a lip-aperture term ``|relu(aperture) - target|`` (:func:`lip_aperture`) weighted up to
+    7x on lip closures (rare, short events that a plain L1 loss learns to ignore) and up to
+    ~2.4x on open vowels (which an L1 fit under-opens).
 
     Returns (loss, dict of float parts).
     """
     import torch
 
     from gemo_ros.face.arkit import ARKIT_INDEX
+    from gemo_ros.train.visemes import lip_aperture
 
     jaw, close = ARKIT_INDEX["jawOpen"], ARKIT_INDEX["mouthClose"]
     b, t, _ = feats.shape
@@ -308,10 +477,11 @@ def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights):
     l_vel = (vel.abs() * weights * m[:, 1:]).sum() / norm
 
     def aperture(c):
-        return (c[..., jaw] - c[..., close]).clamp(min=0.0)
+        return lip_aperture(c).clamp(min=0.0)
 
     closure = (neutral[..., close] / neutral[..., jaw].clamp(min=1e-3)).clamp(0.0, 1.0)
-    w_ap = (1.0 + 6.0 * closure) * mask
+    # Closures are rare and short, open vowels are what an L1 fit under-opens: both weigh.
+    w_ap = (1.0 + 6.0 * closure + 2.0 * aperture(neutral)) * mask
     l_ap = ((aperture(base) - aperture(neutral)).abs() * w_ap).sum() / w_ap.sum()
     # Emotional outputs: decode the same features with each sampled emotion.
     ne = emos.shape[1]

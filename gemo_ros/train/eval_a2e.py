@@ -1,22 +1,28 @@
 """A2e evaluation (`gemo eval a2e`): lip-sync and emotion metrics on speech it never saw.
 
-Two held-out sets:
+One set per source family (issue 14), every one unseen in training in some way:
 
-* **espeak, held-out voices**: libespeak-ng voices whose variants (and, for half of them,
-  the Caribbean accent ``en-029``) were never used in training; ground-truth phone times
-  come from the synthesiser.
-* **hibari**: a different, neural TTS voice (``hibari-tts``, 24 kHz, fed to the model at
-  24 kHz so the resampler is exercised), with phone times from a pocketsphinx forced
-  alignment of the known text.
+* **espeak, held-out voices**: libespeak-ng voice variants (and, for half of them, the
+  Caribbean accent ``en-029``) never trained on; phone times from the synthesiser.
+* **festival** (held-out family): Festival's kal/ked diphone and slt HTS voices, a family
+  never trained on; phone times from Festival's own segment relation.
+* **flite, held-out voices**: Flite's kal/kal16 diphone voices (Flite's clustergen voices
+  are trained on); phone times from a pocketsphinx forced alignment.
+* **hibari**: the neural ``hibari-tts`` voice (trained on with other sentences; fed at
+  24 kHz so the resampler is exercised), pocketsphinx alignment.
+* **real speech** (separately): recordings of a real person (:data:`REAL_SPEECH`) as
+  recorded and after a 64 kbit/s MP3 round trip, pocketsphinx alignment of the known words.
 
 For every clip the phone timeline gives target curves (:func:`speech_curves`), and:
 
-* lip-closure rate: share of /p b m/ phones where the predicted lip aperture
-  ``max(0, jawOpen - mouthClose)`` drops below 0.05 within the phone (+-1 frame), and the
-  same test at the middle of vowels (false closures; lower is better);
-* jaw correlation: Pearson r of predicted vs target ``jawOpen`` (all frames of a set);
-* lag: the shift (ms) that maximises that correlation (positive = prediction late), and
-  the median onset lag at speech onsets (jaw crossing 0.05 after >= 0.3 s of rest);
+* aperture correlation: Pearson r of predicted vs target lip aperture
+  (:func:`~gemo_ros.train.visemes.lip_aperture`), all frames of a set; aperture lag: the
+  shift (ms) that maximises it per clip (median; positive = prediction late);
+* lip-closure rate: share of /p b m/ phones where the predicted aperture drops below 0.05
+  within the phone (+-1 frame), and the same test at the middle of vowels (false
+  closures; lower is better); vowel aperture: mean predicted aperture at vowel middles;
+* jaw correlation, jaw MAE, jaw lag and the median onset lag at speech onsets (jaw
+  crossing 0.05 after >= 0.3 s of rest);
 * emotion: per emotion at intensity 1, the mean absolute error to the recipe target, and
   the separation of the clip-mean coefficient offsets (emotional minus neutral output):
   leave-one-out nearest-centroid accuracy, the smallest distance between two emotion
@@ -29,17 +35,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gemo_ros.train.speech_synth import ARPABET_TO_ESPEAK, align  # noqa: F401 (API)
+
 logger = logging.getLogger(__name__)
 
-#: ARPAbet (pocketsphinx) -> espeak mnemonic understood by the viseme table.
-ARPABET_TO_ESPEAK = {
-    "P": "p", "B": "b", "M": "m", "F": "f", "V": "v", "TH": "T", "DH": "D", "T": "t",
-    "D": "d", "N": "n", "L": "l", "S": "s", "Z": "z", "SH": "S", "ZH": "Z", "CH": "tS",
-    "JH": "dZ", "K": "k", "G": "g", "NG": "N", "HH": "h", "R": "r", "W": "w", "Y": "j",
-    "AA": "A:", "AE": "a", "AH": "V", "AO": "O:", "AW": "aU", "AY": "aI", "EH": "E",
-    "ER": "3:", "EY": "eI", "IH": "I", "IY": "i:", "OW": "oU", "OY": "OI", "UH": "U",
-    "UW": "u:", "SIL": "_",
-}
 APERTURE_CLOSED = 0.05
 
 
@@ -63,37 +62,6 @@ def heldout_espeak_clips(n: int, seed: int = 777) -> List[EvalClip]:
         c = synth_clip(rng, [voices[i % len(voices)]])
         out.append(EvalClip(c.audio, DATA_RATE, c.phones, f"espeak:{c.voice}", c.text))
     return out
-
-
-def align(audio16k: np.ndarray, text: str) -> List[Tuple[str, float, float]]:
-    """Force-align ``text`` to 16 kHz float audio with pocketsphinx; return espeak phones.
-
-    Raises RuntimeError when the words are not in the dictionary or alignment fails.
-    """
-    from pocketsphinx import Decoder
-
-    words = "".join(ch.lower() if ch.isalpha() or ch in " '" else " " for ch in text).split()
-    dec = Decoder(samprate=16000, loglevel="FATAL")
-    missing = [w for w in words if dec.lookup_word(w) is None]
-    if missing:
-        raise RuntimeError(f"words not in the pocketsphinx dictionary: {missing}")
-    pcm = (np.clip(audio16k, -1, 1) * 32767).astype(np.int16).tobytes()
-    dec.set_align_text(" ".join(words))
-    for second_pass in (False, True):
-        if second_pass:
-            dec.set_alignment()
-        dec.start_utt()
-        dec.process_raw(pcm, full_utt=True)
-        dec.end_utt()
-    al = dec.get_alignment()
-    if al is None:
-        raise RuntimeError("pocketsphinx produced no alignment")
-    phones = []
-    for word in al:
-        for ph in word:
-            name = ARPABET_TO_ESPEAK.get(ph.name.rstrip("012"), "_")
-            phones.append((name, ph.start / 100.0, (ph.start + ph.duration) / 100.0))
-    return phones
 
 
 def hibari_clips(n: int, seed: int = 4242) -> Tuple[List[EvalClip], Optional[str]]:
@@ -123,6 +91,116 @@ def hibari_clips(n: int, seed: int = 4242) -> Tuple[List[EvalClip], Optional[str
     return out, reason
 
 
+def synth_family_clips(voices: Sequence[str], n: int, seed: int
+                       ) -> Tuple[List[EvalClip], Optional[str]]:
+    """Synthesise ``n`` clips cycling over ``voices`` (``family:voice``) at 16 kHz.
+
+    Returns (clips, reason if none could be made: engine missing or every clip failed).
+    """
+    from gemo_ros.train.a2e import DATA_RATE, synth_clip
+
+    rng = np.random.default_rng(seed)
+    out, errors = [], []
+    for i in range(n):
+        try:
+            c = synth_clip(rng, [voices[i % len(voices)]])
+        except (RuntimeError, OSError, ValueError) as exc:
+            errors.append(str(exc))
+            if len(errors) > n:
+                break
+            continue
+        out.append(EvalClip(c.audio, DATA_RATE, c.phones, c.voice, c.text))
+    return out, (None if out else f"no clips: {errors[:1]}")
+
+
+def festival_clips(n: int, seed: int = 9090) -> Tuple[List[EvalClip], Optional[str]]:
+    """Clips of the held-out Festival family (phone times from Festival itself)."""
+    from gemo_ros.train import speech_synth as ss
+
+    if not ss.festival_available():
+        return [], "festival or its voices not installed (apt install festival festvox-*)"
+    return synth_family_clips([f"festival:{v}" for v in ss.festival_voices()], n, seed)
+
+
+def flite_heldout_clips(n: int, seed: int = 8080) -> Tuple[List[EvalClip], Optional[str]]:
+    """Clips of the Flite voices never trained on (kal, kal16; pocketsphinx alignment)."""
+    from gemo_ros.train import speech_synth as ss
+    from gemo_ros.train.a2e import FLITE_TRAIN_VOICES
+
+    if not ss.flite_available():
+        return [], "flite not installed (apt install flite)"
+    held = [f"flite:{v}" for v in ss.FLITE_VOICES if v not in FLITE_TRAIN_VOICES]
+    return synth_family_clips(held, n, seed)
+
+
+#: Recordings of real people found in registry packages (evaluation only, never training):
+#: Debian ``alsa-utils`` speaker-test prompts, a human voice naming each channel, 48 kHz.
+REAL_SPEECH = {
+    "/usr/share/sounds/alsa/Front_Center.wav": "front center",
+    "/usr/share/sounds/alsa/Front_Left.wav": "front left",
+    "/usr/share/sounds/alsa/Front_Right.wav": "front right",
+    "/usr/share/sounds/alsa/Rear_Center.wav": "rear center",
+    "/usr/share/sounds/alsa/Rear_Left.wav": "rear left",
+    "/usr/share/sounds/alsa/Rear_Right.wav": "rear right",
+    "/usr/share/sounds/alsa/Side_Left.wav": "side left",
+    "/usr/share/sounds/alsa/Side_Right.wav": "side right",
+}
+
+
+def real_speech_clips(mp3_kbps: int = 64) -> Tuple[List[EvalClip], Optional[str]]:
+    """Real human speech (:data:`REAL_SPEECH`) as recorded and after an MP3 round trip.
+
+    Phone times come from a pocketsphinx alignment of the known words. Returns (clips,
+    reason if none).
+    """
+    import soundfile as sf
+
+    from gemo_ros.audio.signal import resample
+    from gemo_ros.train.a2e import codec_roundtrip
+
+    out, errors = [], []
+    for path, text in REAL_SPEECH.items():
+        if not os.path.exists(path):
+            errors.append(f"{path} missing (apt install alsa-utils)")
+            continue
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        lead = np.zeros(int(0.3 * rate), np.float32)   # rest before and after the words
+        audio = np.concatenate([lead, audio, lead])
+        try:
+            phones = align(resample(audio, rate, 16000), text)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+            continue
+        name = os.path.basename(path)
+        out.append(EvalClip(audio, rate, phones, f"real:{name}", text))
+        if mp3_kbps:
+            try:
+                coded = codec_roundtrip(audio, "mp3", mp3_kbps, rate)
+                out.append(EvalClip(coded, rate, phones, f"real-mp3{mp3_kbps}:{name}", text))
+            except RuntimeError as exc:
+                errors.append(str(exc))
+    return out, (None if out else f"no real speech: {errors[:2]}")
+
+
+def model_ms_per_audio_second(model, seconds: float = 10.0, repeats: int = 3) -> float:
+    """Whole-utterance encode + neutral decode time per second of audio (ms, best of N)."""
+    import time
+
+    import torch
+
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(int(seconds * 16000))
+                         .astype(np.float32) * 0.1)[None]
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            feats = model.encode(x)
+            model.decode(feats, torch.zeros(1, dtype=torch.long), torch.zeros(1))
+            best = min(best, time.perf_counter() - t0)
+    return round(best / seconds * 1000.0, 2)
+
+
 def _predict(model, clip: EvalClip, emotion: int, intensity: float) -> np.ndarray:
     from gemo_ros.audio.offline import infer_utterance
 
@@ -141,10 +219,9 @@ def _targets(clip: EvalClip, num_frames: int, fps: float) -> np.ndarray:
 def _closure_hits(pred: np.ndarray, phones, fps: float, kind: str = "bilabial"
                   ) -> Tuple[int, int]:
     """Count phones of class ``kind`` whose lip aperture drops below the closed level."""
-    from gemo_ros.face.arkit import ARKIT_INDEX
-    from gemo_ros.train.visemes import phone_class
+    from gemo_ros.train.visemes import lip_aperture, phone_class
 
-    ap = np.maximum(0.0, pred[:, ARKIT_INDEX["jawOpen"]] - pred[:, ARKIT_INDEX["mouthClose"]])
+    ap = lip_aperture(pred)
     hits = total = 0
     for name, s, e in phones:
         if phone_class(name) != kind:
@@ -189,16 +266,31 @@ def _onsets(jaw: np.ndarray, fps: float, level: float = 0.05, rest_s: float = 0.
     return out
 
 
+def _vowel_middles(phones, fps: float, num_frames: int) -> List[int]:
+    """Frame indices at the middle of every vowel."""
+    from gemo_ros.train.visemes import phone_class
+
+    out = []
+    for name, s, e in phones:
+        k = int(round(0.5 * (s + e) * fps))
+        if phone_class(name) == "vowel" and 0 <= k < num_frames:
+            out.append(k)
+    return out
+
+
 def evaluate_set(model, clips: Sequence[EvalClip]) -> Dict[str, float]:
     """Return lip-sync and emotion metrics over a list of clips."""
     from gemo_ros.emotions import EMOTIONS
     from gemo_ros.face.arkit import ARKIT_INDEX
     from gemo_ros.face.emotion_recipes import combine_with_speech
 
+    from gemo_ros.train.visemes import lip_aperture
+
     fps = model.fps
     jaw = ARKIT_INDEX["jawOpen"]
     hits = total = v_hits = v_total = 0
     preds, tgts, lags, onset_lags = [], [], [], []
+    ap_pred, ap_tgt, ap_lags, vowel_ap, vowel_ap_tgt = [], [], [], [], []
     emo_err = {e: [] for e in EMOTIONS[1:]}
     offsets = {e: [] for e in EMOTIONS[1:]}
     for clip in clips:
@@ -210,6 +302,13 @@ def evaluate_set(model, clips: Sequence[EvalClip]) -> Dict[str, float]:
         v_hits, v_total = v_hits + h, v_total + t
         preds.append(neutral[:, jaw])
         tgts.append(target[:, jaw])
+        ap_p, ap_t = lip_aperture(neutral), lip_aperture(target)
+        ap_pred.append(ap_p)
+        ap_tgt.append(ap_t)
+        ap_lags.append(_best_lag(ap_p, ap_t, fps))
+        for k in _vowel_middles(clip.phones, fps, len(ap_p)):
+            vowel_ap.append(float(ap_p[k]))
+            vowel_ap_tgt.append(float(ap_t[k]))
         lags.append(_best_lag(neutral[:, jaw], target[:, jaw], fps))
         on_p, on_t = _onsets(neutral[:, jaw], fps), _onsets(target[:, jaw], fps)
         for o in on_t:
@@ -222,9 +321,16 @@ def evaluate_set(model, clips: Sequence[EvalClip]) -> Dict[str, float]:
             emo_err[e].append(float(np.abs(out - tgt).mean()))
             offsets[e].append((out - neutral).mean(axis=0))
     p, t = np.concatenate(preds), np.concatenate(tgts)
+    ap_p, ap_t = np.concatenate(ap_pred), np.concatenate(ap_tgt)
     res: Dict[str, float] = {
         "clips": len(clips),
         "seconds": round(float(len(p) / fps), 1),
+        "aperture_corr": round(float(np.corrcoef(ap_p, ap_t)[0, 1]), 4),
+        "aperture_lag_ms_median": round(float(np.median(ap_lags)), 1),
+        "aperture_lag_ms_mean": round(float(np.mean(ap_lags)), 1),
+        "vowel_aperture_mean": round(float(np.mean(vowel_ap)), 4) if vowel_ap else None,
+        "target_vowel_aperture_mean": (round(float(np.mean(vowel_ap_tgt)), 4)
+                                       if vowel_ap_tgt else None),
         "bilabials": total,
         "lip_closure_rate": round(hits / max(1, total), 4),
         "vowel_closure_rate": round(v_hits / max(1, v_total), 4),
@@ -256,36 +362,46 @@ def evaluate_set(model, clips: Sequence[EvalClip]) -> Dict[str, float]:
     return res
 
 
-def plot_clip(model, clip: EvalClip, path: str) -> None:
-    """Plot predicted vs target curves for one clip (mouth channels + emotions) to ``path``."""
+def plot_clip(model, clip: EvalClip, path: str, before=None) -> None:
+    """Plot predicted vs target curves for one clip (aperture, mouth channels, emotions).
+
+    ``before``: optional older model drawn in grey on the speech rows for comparison.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from gemo_ros.face.arkit import ARKIT_INDEX
     from gemo_ros.face.emotion_recipes import combine_with_speech
-    from gemo_ros.train.visemes import phone_class
+    from gemo_ros.train.visemes import lip_aperture, phone_class
 
     fps = model.fps
     neutral = _predict(model, clip, 0, 0.0)
     target = _targets(clip, len(neutral), fps)
+    old = _predict(before, clip, 0, 0.0)[:len(neutral)] if before is not None else None
     t = np.arange(len(neutral)) / fps
-    rows = [("jawOpen", "jawOpen"), ("mouthClose", "mouthClose"),
-            ("mouthPucker", "mouthPucker"), ("mouthRollLower", "mouthRollLower")]
+    rows = [("lip aperture", None), ("jawOpen", "jawOpen"), ("mouthClose", "mouthClose"),
+            ("mouthPucker", "mouthPucker")]
     emo = [("happy", "mouthSmileLeft"), ("sad", "mouthFrownLeft"),
            ("surprised", "browInnerUp"), ("angry", "browDownLeft")]
     fig, axes = plt.subplots(len(rows) + 1, 1, figsize=(11, 10), sharex=True)
     for ax, (title, ch) in zip(axes, rows):
-        k = ARKIT_INDEX[ch]
-        ax.plot(t, target[:, k], "k--", lw=1.2, label="target (phones)")
-        ax.plot(t, neutral[:, k], "C0", lw=1.5, label="predicted (neutral)")
+        def get(c):
+            return lip_aperture(c) if ch is None else c[:, ARKIT_INDEX[ch]]
+        ax.plot(t, get(target), "k--", lw=1.2, label="target (phones)")
+        if old is not None:
+            ax.plot(t[:len(old)], get(old), color="0.6", lw=1.2, label="before (old weights)")
+        ax.plot(t, get(neutral), "C0", lw=1.5, label="predicted (neutral)")
         ax.set_ylabel(title)
-        ax.set_ylim(-0.02, max(0.1, float(max(target[:, k].max(), neutral[:, k].max())) * 1.15))
+        hi = max(0.1, float(max(get(target).max(), get(neutral).max())) * 1.15)
+        ax.set_ylim(-0.35 if ch is None else -0.02, hi)
         for name, s, e in clip.phones:
             if phone_class(name) == "bilabial":
                 ax.axvspan(s, e, color="C3", alpha=0.15, lw=0)
+    axes[0].axhline(APERTURE_CLOSED, color="C3", lw=0.8, ls=":")
     axes[0].legend(loc="upper right", fontsize=8)
-    axes[0].set_title(f"{clip.source}: \"{clip.text}\"  (red: /p b m/)", fontsize=9)
+    axes[0].set_title(f"{clip.source}: \"{clip.text}\"  (red: /p b m/; dotted: closed level)",
+                      fontsize=9)
     ax = axes[-1]
     for i, (e, ch) in enumerate(emo):
         k = ARKIT_INDEX[ch]

@@ -286,3 +286,193 @@ def random_sentence(rng: np.random.Generator, min_words: int = 3, max_words: int
             out[-1] += ","
     end = rng.choice([".", ".", ".", "?", "!"])
     return " ".join(out) + str(end)
+
+
+# ---------------------------------------------------------------------------- other engines
+# Every offline English synthesiser that PyPI or Debian (main) gives, as *families*:
+#   espeak   formant synthesis (libespeak-ng above; phone times from its events)
+#   flite    CMU Flite 2.2 (Debian ``flite``): clustergen voices awb, rms, slt and diphone
+#            kal/kal16; phone times from a pocketsphinx forced alignment
+#   festival Festival 2.5 (Debian ``festival`` + ``festvox-kallpc16k``, ``festvox-kdlpc16k``,
+#            ``festvox-us-slt-hts``): diphone and HTS voices; phone times from Festival's own
+#            Segment relation
+#   hibari   ``hibari-tts`` (PyPI, bundled neural voice "heart"); pocketsphinx alignment
+# mbrola and pico2wave are not in Debian main and piper voices only come from a model hub,
+# so they are absent. Nothing here is needed at run time: only `gemo train/eval a2e` use it.
+
+#: ARPAbet (pocketsphinx / CMU lexicon / Festival radio phoneset) -> espeak mnemonic.
+ARPABET_TO_ESPEAK = {
+    "P": "p", "B": "b", "M": "m", "F": "f", "V": "v", "TH": "T", "DH": "D", "T": "t",
+    "D": "d", "N": "n", "L": "l", "S": "s", "Z": "z", "SH": "S", "ZH": "Z", "CH": "tS",
+    "JH": "dZ", "K": "k", "G": "g", "NG": "N", "HH": "h", "R": "r", "W": "w", "Y": "j",
+    "AA": "A:", "AE": "a", "AH": "V", "AO": "O:", "AW": "aU", "AY": "aI", "EH": "E",
+    "ER": "3:", "EY": "eI", "IH": "I", "IY": "i:", "OW": "oU", "OY": "OI", "UH": "U",
+    "UW": "u:", "SIL": "_", "PAU": "_", "AX": "@", "H#": "_", "BRTH": "_",
+}
+
+#: Flite voices per use. kal/kal16 share their speaker (and diphones) with Festival's
+#: kal_diphone, so they are not trained on while Festival is the held-out family.
+FLITE_VOICES: Tuple[str, ...] = ("awb", "rms", "slt", "kal", "kal16")
+FESTIVAL_VOICES: Tuple[str, ...] = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
+
+
+def arpabet_to_espeak(name: str) -> str:
+    """Map an ARPAbet phone (any case, optional stress digit) to an espeak mnemonic."""
+    return ARPABET_TO_ESPEAK.get(name.upper().rstrip("012"), "_")
+
+
+def flite_available() -> bool:
+    """Return True when the ``flite`` program is installed."""
+    import shutil
+    return shutil.which("flite") is not None
+
+
+def festival_available() -> bool:
+    """Return True when ``festival`` and at least one English voice are installed."""
+    import shutil
+    return shutil.which("festival") is not None and bool(festival_voices())
+
+
+def festival_voices() -> List[str]:
+    """Return the installed Festival voices of :data:`FESTIVAL_VOICES`."""
+    root = "/usr/share/festival/voices"
+    found = []
+    for v in FESTIVAL_VOICES:
+        if any(os.path.isdir(os.path.join(root, lang, v)) for lang in ("english", "us")):
+            found.append(v)
+    return found
+
+
+def _read_wav(path: str) -> Tuple[np.ndarray, int]:
+    import soundfile as sf
+    audio, rate = sf.read(path, dtype="float32", always_2d=False)
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    return audio.astype(np.float32), int(rate)
+
+
+def flite_synth(text: str, voice: str = "slt", stretch: float = 1.0) -> Tuple[np.ndarray, int]:
+    """Speak ``text`` with the Flite program; return (float32 audio, rate).
+
+    ``stretch`` scales phone durations (> 1 slower). Raises RuntimeError without flite.
+    """
+    import subprocess
+    import tempfile
+    if not flite_available():
+        raise RuntimeError("flite is not installed (apt install flite)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "f.wav")
+        subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}",
+                        "-t", text, "-o", out], check=True, capture_output=True, timeout=60)
+        return _read_wav(out)
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def festival_synth(texts: Sequence[str], voice: str, stretch: float = 1.0
+                   ) -> List[Utterance]:
+    """Speak each text with Festival in one process; phones from its Segment relation.
+
+    Returns one :class:`Utterance` per text (phones as espeak mnemonics, seconds).
+    """
+    import subprocess
+    import tempfile
+    if not festival_available():
+        raise RuntimeError("festival is not installed (apt install festival festvox-kallpc16k)")
+    if voice not in FESTIVAL_VOICES:
+        raise ValueError(f"unknown festival voice {voice!r}")
+    out: List[Utterance] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = [f"(voice_{voice})", f"(Parameter.set 'Duration_Stretch {stretch:.3f})"]
+        for i, text in enumerate(texts):
+            wav = os.path.join(tmp, f"{i}.wav")
+            lines += [f"(set! u (utt.synth (Utterance Text {_scheme_string(text)})))",
+                      f'(utt.save.wave u "{wav}" \'riff)',
+                      f'(format t "@@ {i}\\n")',
+                      "(mapcar (lambda (s) (format t \"%s %f\\n\" (item.name s) "
+                      "(item.feat s \"end\"))) (utt.relation.items u 'Segment))"]
+        script = os.path.join(tmp, "run.scm")
+        with open(script, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        res = subprocess.run(["festival", "-b", script], check=True, capture_output=True,
+                             text=True, timeout=600)
+        segs: dict = {}
+        cur = -1
+        for line in res.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "@@":
+                cur = int(parts[1])
+                segs[cur] = []
+            elif len(parts) == 2 and cur >= 0:
+                segs[cur].append((parts[0], float(parts[1])))
+        for i, text in enumerate(texts):
+            audio, rate = _read_wav(os.path.join(tmp, f"{i}.wav"))
+            phones, start = [], 0.0
+            for name, end in segs.get(i, []):
+                if end > start:
+                    phones.append(Phone(arpabet_to_espeak(name), start, end))
+                start = end
+            out.append(Utterance(audio=audio, sample_rate=rate, phones=phones, text=text,
+                                 voice=f"festival:{voice}"))
+    return out
+
+
+def hibari_synth(text: str, speed: float = 1.0, seed: int = 0) -> Tuple[np.ndarray, int]:
+    """Speak ``text`` with hibari-tts (bundled voice "heart"); return (audio, 24000)."""
+    try:
+        from hibari import SAMPLE_RATE, Hibari
+    except ImportError as exc:
+        raise RuntimeError(f"hibari-tts not installed ({exc})") from exc
+    global _HIBARI
+    if _HIBARI is None:
+        _HIBARI = Hibari()
+    return np.asarray(_HIBARI(text, speed=speed, seed=seed), np.float32), int(SAMPLE_RATE)
+
+
+_HIBARI = None
+
+
+_DECODER = None
+
+
+def align(audio16k: np.ndarray, text: str) -> List[Tuple[str, float, float]]:
+    """Force-align ``text`` to 16 kHz float audio with pocketsphinx; return espeak phones.
+
+    Raises RuntimeError when the words are not in the dictionary or alignment fails.
+    """
+    from pocketsphinx import Decoder
+
+    words = "".join(ch.lower() if ch.isalpha() or ch in " '" else " " for ch in text).split()
+    if not words:
+        raise RuntimeError("no words to align")
+    global _DECODER
+    if _DECODER is None or _DECODER[0] != os.getpid():
+        _DECODER = (os.getpid(), Decoder(samprate=16000, loglevel="FATAL"))
+    dec = _DECODER[1]
+    missing = [w for w in words if dec.lookup_word(w) is None]
+    if missing:
+        raise RuntimeError(f"words not in the pocketsphinx dictionary: {missing}")
+    pcm = (np.clip(audio16k, -1, 1) * 32767).astype(np.int16).tobytes()
+    try:
+        dec.set_align_text(" ".join(words))
+        for second_pass in (False, True):
+            if second_pass:
+                dec.set_alignment()
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+        al = dec.get_alignment()
+    except RuntimeError as exc:  # pocketsphinx raises on a failed search
+        _DECODER = None          # its state is unknown now: start afresh next time
+        raise RuntimeError(f"pocketsphinx alignment failed: {exc}") from exc
+    if al is None:
+        _DECODER = None
+        raise RuntimeError("pocketsphinx produced no alignment")
+    phones = []
+    for word in al:
+        for ph in word:
+            phones.append((arpabet_to_espeak(ph.name), ph.start / 100.0,
+                           (ph.start + ph.duration) / 100.0))
+    return phones

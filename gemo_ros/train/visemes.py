@@ -32,45 +32,50 @@ SPEECH_CHANNELS: Tuple[str, ...] = (
 _V = Dict[str, float]
 # mouthClose is not blended: it is set to closure * jawOpen after blending (ARKit's
 # mouthClose brings the lips together against the open jaw), see speech_curves.
-_BILABIAL: _V = {"jaw": 0.03, "press": 0.45, "rollL": 0.1, "rollU": 0.1}
-_LABIODENTAL: _V = {"jaw": 0.07, "rollL": 0.55, "upperUp": 0.25, "shrugU": 0.1}
-_DENTAL: _V = {"jaw": 0.12, "tongue": 0.35, "lowerDown": 0.1}
-_ALVEOLAR: _V = {"jaw": 0.1, "lowerDown": 0.12, "stretch": 0.1}
-_SIBILANT: _V = {"jaw": 0.06, "stretch": 0.25, "lowerDown": 0.1}
-_POSTALV: _V = {"jaw": 0.08, "funnel": 0.45, "pucker": 0.2, "shrugU": 0.25}
-_VELAR: _V = {"jaw": 0.15, "lowerDown": 0.05}
-_GLOTTAL: _V = {"jaw": 0.18}
-_R: _V = {"jaw": 0.1, "pucker": 0.35, "funnel": 0.25}
-_W: _V = {"jaw": 0.05, "pucker": 0.75, "funnel": 0.35}
-_J: _V = {"jaw": 0.08, "stretch": 0.2}
+# Amplitudes (jawOpen 1.0 taken as ~30 mm of vertical incisor opening, the range ARKit
+# captures reach in wide-open speech; see docs/a2e.md "Target amplitudes"): consonants
+# from the mean incisor positions of Burnett (1999) (2.5 mm sibilants .. 11.7 mm /h/,
+# measured in words, so partly the neighbouring vowel's), open vowels ~18-21 mm,
+# close vowels ~5-6 mm. Bilabials keep the jaw nearly shut and close the lips fully.
+_BILABIAL: _V = {"jaw": 0.03, "press": 0.5, "rollL": 0.12, "rollU": 0.12}
+_LABIODENTAL: _V = {"jaw": 0.08, "rollL": 0.55, "upperUp": 0.25, "shrugU": 0.1}
+_DENTAL: _V = {"jaw": 0.15, "tongue": 0.35, "lowerDown": 0.12}
+_ALVEOLAR: _V = {"jaw": 0.13, "lowerDown": 0.15, "stretch": 0.1}
+_SIBILANT: _V = {"jaw": 0.08, "stretch": 0.25, "lowerDown": 0.12}
+_POSTALV: _V = {"jaw": 0.1, "funnel": 0.45, "pucker": 0.2, "shrugU": 0.25}
+_VELAR: _V = {"jaw": 0.2, "lowerDown": 0.08}
+_GLOTTAL: _V = {"jaw": 0.3}
+_R: _V = {"jaw": 0.14, "pucker": 0.35, "funnel": 0.25}
+_W: _V = {"jaw": 0.08, "pucker": 0.75, "funnel": 0.35}
+_J: _V = {"jaw": 0.1, "stretch": 0.2}
 _REST: _V = {}
 
 _VOWELS: Dict[str, _V] = {
-    "a": {"jaw": 0.5, "stretch": 0.15, "lowerDown": 0.2},
-    "aa": {"jaw": 0.55, "lowerDown": 0.2},
-    "A:": {"jaw": 0.6, "lowerDown": 0.2},
-    "A@": {"jaw": 0.55, "lowerDown": 0.15},
-    "E": {"jaw": 0.35, "stretch": 0.2, "lowerDown": 0.15},
-    "e@": {"jaw": 0.35, "stretch": 0.15},
-    "e": {"jaw": 0.3, "stretch": 0.25},
-    "I": {"jaw": 0.2, "stretch": 0.3},
-    "i": {"jaw": 0.13, "stretch": 0.4},
-    "i:": {"jaw": 0.12, "stretch": 0.45},
-    "i@": {"jaw": 0.2, "stretch": 0.25},
-    "0": {"jaw": 0.5, "funnel": 0.3},
-    "O:": {"jaw": 0.4, "funnel": 0.5, "pucker": 0.2},
-    "O@": {"jaw": 0.4, "funnel": 0.45, "pucker": 0.15},
-    "o@": {"jaw": 0.38, "funnel": 0.45, "pucker": 0.2},
-    "O": {"jaw": 0.4, "funnel": 0.45},
-    "U": {"jaw": 0.15, "pucker": 0.5, "funnel": 0.2},
-    "u:": {"jaw": 0.1, "pucker": 0.75, "funnel": 0.3},
-    "U@": {"jaw": 0.18, "pucker": 0.45, "funnel": 0.2},
-    "V": {"jaw": 0.4, "lowerDown": 0.1},
-    "3:": {"jaw": 0.25, "funnel": 0.25, "pucker": 0.1},
-    "3": {"jaw": 0.22, "funnel": 0.2},
-    "@": {"jaw": 0.22},
-    "@L": {"jaw": 0.2},
-    "o": {"jaw": 0.3, "funnel": 0.4, "pucker": 0.35},
+    "a": {"jaw": 0.62, "stretch": 0.15, "lowerDown": 0.3},
+    "aa": {"jaw": 0.66, "lowerDown": 0.3},
+    "A:": {"jaw": 0.7, "lowerDown": 0.3},
+    "A@": {"jaw": 0.64, "lowerDown": 0.25},
+    "E": {"jaw": 0.46, "stretch": 0.2, "lowerDown": 0.22},
+    "e@": {"jaw": 0.45, "stretch": 0.15, "lowerDown": 0.15},
+    "e": {"jaw": 0.4, "stretch": 0.25, "lowerDown": 0.12},
+    "I": {"jaw": 0.28, "stretch": 0.3, "lowerDown": 0.08},
+    "i": {"jaw": 0.2, "stretch": 0.4},
+    "i:": {"jaw": 0.18, "stretch": 0.45},
+    "i@": {"jaw": 0.28, "stretch": 0.25},
+    "0": {"jaw": 0.62, "funnel": 0.3, "lowerDown": 0.2},
+    "O:": {"jaw": 0.52, "funnel": 0.5, "pucker": 0.2, "lowerDown": 0.15},
+    "O@": {"jaw": 0.52, "funnel": 0.45, "pucker": 0.15, "lowerDown": 0.15},
+    "o@": {"jaw": 0.5, "funnel": 0.45, "pucker": 0.2},
+    "O": {"jaw": 0.52, "funnel": 0.45, "lowerDown": 0.15},
+    "U": {"jaw": 0.24, "pucker": 0.5, "funnel": 0.2},
+    "u:": {"jaw": 0.18, "pucker": 0.75, "funnel": 0.3},
+    "U@": {"jaw": 0.26, "pucker": 0.45, "funnel": 0.2},
+    "V": {"jaw": 0.52, "lowerDown": 0.2},
+    "3:": {"jaw": 0.36, "funnel": 0.25, "pucker": 0.1},
+    "3": {"jaw": 0.32, "funnel": 0.2},
+    "@": {"jaw": 0.3, "lowerDown": 0.08},
+    "@L": {"jaw": 0.28},
+    "o": {"jaw": 0.42, "funnel": 0.4, "pucker": 0.35},
 }
 #: Diphthongs: (first target, second target, fraction of the span spent on the first).
 _DIPHTHONGS: Dict[str, Tuple[str, str, float]] = {
@@ -92,10 +97,13 @@ for _names, _vis, _kind in (
 # Dominance of each phone class per short channel (default 1); WHY: a bilabial must close
 # the lips whatever the neighbours do, while an alveolar barely constrains the lips.
 _DOMINANCE: Dict[str, _V] = {
-    "bilabial": {"jaw": 12.0, "press": 12.0, "rollL": 4.0, "rollU": 4.0,
-                 "funnel": 3.0, "pucker": 2.0, "stretch": 0.5, "lowerDown": 12.0,
-                 "upperUp": 8.0, "tongue": 8.0},
-    "labiodental": {"jaw": 3.0, "rollL": 8.0, "upperUp": 4.0, "lowerDown": 4.0,
+    # The lips meet through mouthClose = closure * jaw (below), so a bilabial need not
+    # drag the jaw and press of its neighbouring vowels shut (12 before issue 14 did:
+    # vowel middles next to /p b m/ sat at a third of their opening).
+    "bilabial": {"jaw": 3.0, "press": 3.0, "rollL": 3.0, "rollU": 3.0,
+                 "funnel": 3.0, "pucker": 2.0, "stretch": 0.5, "lowerDown": 3.0,
+                 "upperUp": 3.0, "tongue": 3.0},
+    "labiodental": {"jaw": 2.0, "rollL": 8.0, "upperUp": 4.0, "lowerDown": 4.0,
                     "funnel": 2.0, "pucker": 1.0},
     "dental": {"jaw": 1.5, "tongue": 6.0},
     "alveolar": {"jaw": 0.6, "funnel": 0.2, "pucker": 0.2, "stretch": 0.3},
@@ -106,7 +114,7 @@ _DOMINANCE: Dict[str, _V] = {
     "r": {"jaw": 0.5, "funnel": 2.0, "pucker": 2.0},
     "w": {"jaw": 1.0, "funnel": 4.0, "pucker": 5.0},
     "j": {"jaw": 0.5, "stretch": 1.5},
-    "vowel": {"jaw": 3.0, "funnel": 2.0, "pucker": 2.0, "stretch": 2.0, "lowerDown": 2.0},
+    "vowel": {"jaw": 5.0, "funnel": 2.0, "pucker": 2.0, "stretch": 2.0, "lowerDown": 2.0},
     "pause": {},
 }
 _PAUSE_DOMINANCE = 1.5
@@ -264,6 +272,21 @@ def speech_curves(phones: Sequence[Tuple[str, float, float]], num_frames: int,
     res = np.zeros((num_frames, NUM_ARKIT), np.float32)
     res[:, _CH] = np.clip(out[:, _CH], 0.0, 1.0)
     return res
+
+
+def lip_aperture(coeffs):
+    """Mouth aperture of ARKit coefficients ``[..., 52]`` (numpy array or torch tensor).
+
+    ``jawOpen - mouthClose - 0.5 mouthPress - 0.5 mouthRoll + 0.3 mouthLowerDown`` (press,
+    roll and lowerDown averaged over their two shapes): how far the lips are apart, about
+    0 with the lips together and ~0.7 on a wide /a/ (issue 14's definition).
+    """
+    i = ARKIT_INDEX
+    press = 0.5 * (coeffs[..., i["mouthPressLeft"]] + coeffs[..., i["mouthPressRight"]])
+    roll = 0.5 * (coeffs[..., i["mouthRollLower"]] + coeffs[..., i["mouthRollUpper"]])
+    lower = 0.5 * (coeffs[..., i["mouthLowerDownLeft"]] + coeffs[..., i["mouthLowerDownRight"]])
+    return (coeffs[..., i["jawOpen"]] - coeffs[..., i["mouthClose"]] - 0.5 * press
+            - 0.5 * roll + 0.3 * lower)
 
 
 def closure_frames(phones: Sequence[Tuple[str, float, float]], fps: float = 50.0,

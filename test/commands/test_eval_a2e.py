@@ -34,8 +34,23 @@ def test_one_held_out_clip_gives_a_json_report(tmp_path, capsys):
     eval_a2e.configure(parser)
     out = tmp_path / "metrics.json"
     args = parser.parse_args(["--weights", str(weights), "--espeak-clips", "1",
-                              "--hibari-clips", "0", "--plot", "", "--json", str(out)])
+                              "--hibari-clips", "0", "--festival-clips", "0",
+                              "--flite-clips", "0", "--no-real", "--plot", "",
+                              "--json", str(out), "--markdown", str(tmp_path / "t.md")])
     assert eval_a2e.run(args) == 0
     report = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out) == report
-    assert list(report) == ["espeak_heldout"] and report["espeak_heldout"]["clips"] == 1
+    assert list(report) == ["espeak_heldout", "timing"]
+    assert report["espeak_heldout"]["clips"] == 1
+    assert report["timing"]["model_ms_per_audio_second"] > 0
+    table = (tmp_path / "t.md").read_text()
+    assert "| aperture correlation" in table and "espeak_heldout" in table
+
+
+def test_the_table_shows_before_and_after_per_set_and_leaves_out_skipped_sets():
+    after = {"real": {"aperture_corr": 0.9, "clips": 8}, "festival": {"skipped": "no"}}
+    before = {"real": {"aperture_corr": 0.7, "clips": 8}}
+    table = eval_a2e.markdown_table(after, before)
+    assert "festival" not in table
+    assert "| aperture correlation (target >= 0.80) | 0.7 → **0.9** |" in table
+    assert "| clips | 8 |" in table

@@ -3,6 +3,7 @@
 import pickle
 
 import numpy as np
+import pytest
 
 from gemo_ros.face.arkit import ARKIT_INDEX
 from gemo_ros.train import a2e
@@ -61,3 +62,31 @@ def test_shards_written_before_the_rename_still_load(tmp_path, monkeypatch):
     clips = a2e.load_clips([str(old), str(new)])
     assert [type(c) for c in clips] == [a2e.PhoneClip, a2e.PhoneClip]
     assert clips[1].phones == _clip().phones
+
+
+def test_the_held_out_family_is_never_trained_on():
+    voices = a2e._voices_for_training()
+    families = {a2e.family_of(v) for v in voices}
+    assert "espeak" in families
+    assert not families & set(a2e.HELDOUT_FAMILIES)
+    assert a2e.family_of("flite:awb") == "flite" and a2e.family_of("en-us+f3") == "espeak"
+    assert not any(v in ("flite:kal", "flite:kal16") for v in voices)
+
+
+def test_codec_round_trips_keep_length_and_timing():
+    rng = np.random.default_rng(0)
+    x = np.zeros(16000, np.float32)
+    x[6000:6800] = 0.5 * np.sin(np.arange(800) * 2 * np.pi * 300 / 16000)   # a tone burst
+    x += 0.001 * rng.standard_normal(16000).astype(np.float32)
+    for codec, kbps in (("mp3", 32), ("opus", 16)):
+        try:
+            y = a2e.codec_roundtrip(x, codec, kbps)
+        except RuntimeError as exc:
+            pytest.skip(f"ffmpeg cannot encode {codec} here: {exc}")
+        assert y.shape == x.shape and y.dtype == np.float32
+        env_x = np.abs(x) > 0.1
+        env_y = np.abs(y) > 0.1
+        onset_x, onset_y = np.argmax(env_x), np.argmax(env_y)
+        assert abs(int(onset_y) - int(onset_x)) < 80          # < 5 ms: phone times stay aligned
+    with pytest.raises(ValueError):
+        a2e.codec_roundtrip(x, "wma")

@@ -45,3 +45,17 @@ def test_only_speech_channels_move_and_everything_stays_in_the_unit_interval():
 
 def test_closure_frames_are_the_middles_of_the_bilabials():
     assert closure_frames(PHONES, fps=FPS) == [("p", 12), ("m", 28)]
+
+
+def test_lip_aperture_is_near_zero_on_bilabials_and_wide_on_open_vowels():
+    from gemo_ros.train.visemes import lip_aperture
+
+    curves = speech_curves(PHONES, 60, fps=FPS)
+    ap = lip_aperture(curves)
+    assert ap.shape == (60,)
+    assert ap[int(0.55 * FPS)] < 0.05 and ap[int(0.25 * FPS)] < 0.05        # /m/, /p/
+    assert ap[int(0.4 * FPS)] > 0.4 and ap[int(0.7 * FPS)] > 0.4            # /a/: wide open
+    c = np.zeros((2, NUM_ARKIT), np.float32)
+    c[1, ARKIT_INDEX["jawOpen"]] = 0.4
+    c[1, ARKIT_INDEX["mouthPressLeft"]] = c[1, ARKIT_INDEX["mouthPressRight"]] = 0.2
+    assert np.allclose(lip_aperture(c), [0.0, 0.4 - 0.1])
