@@ -86,16 +86,21 @@ def stack(tmp_path_factory):
     node = _start([sys.executable, "-m", "gemo_ros.node", "--ros-args", "--params-file",
                    str(ROOT / "config" / "avatar.yaml"), "-p", f"width:={SIZE}",
                    "-p", "fps:=10.0", "-p", "device:=cpu", "-p", "threads:=1",
-                   "-p", "idle.blink_interval_s:=1.0"], env, logs / "avatar_node.log")
+                   "-p", "idle.blink_interval_s:=1.0", "-p", "publish_compressed:=true"],
+                  env, logs / "avatar_node.log")
     panel = _start([sys.executable, "-c", PANEL_CODE, "--ros-args", "-p", "port:=0"],
                    env, logs / "face_panel.log")
     silent = _start([sys.executable, "-c", PANEL_CODE, "--ros-args", "-p", "port:=0",
                      "-p", "image_topic:=nobody/image", "-r", "__node:=silent_panel"],
                     env, logs / "silent_panel.log")
-    procs = {"node": node, "panel": panel, "silent": silent}
+    jpegs = _start([sys.executable, "-c", PANEL_CODE, "--ros-args", "-p", "port:=0",
+                    "-p", "transport:=compressed", "-r", "__node:=jpeg_panel"],
+                   env, logs / "jpeg_panel.log")
+    procs = {"node": node, "panel": panel, "silent": silent, "jpegs": jpegs}
     try:
         urls = {"panel": _panel_url(panel, logs / "face_panel.log"),
-                "silent": _panel_url(silent, logs / "silent_panel.log")}
+                "silent": _panel_url(silent, logs / "silent_panel.log"),
+                "jpegs": _panel_url(jpegs, logs / "jpeg_panel.log")}
         yield {"env": env, "domain": domain, "logs": logs, "procs": procs, "urls": urls}
     finally:
         for proc in procs.values():
@@ -195,6 +200,23 @@ def test_the_snapshot_and_status_follow_the_node(stack) -> None:
     with urllib.request.urlopen(url + "status", timeout=10) as r:
         status = json.load(r)
     assert status["frames"] > 0 and status["topic"] == "/face/image"
+    with urllib.request.urlopen(url + "frame.jpg", timeout=10) as r:
+        assert Image.open(io.BytesIO(r.read())).size == (SIZE, SIZE)
+
+
+def test_a_panel_on_the_compressed_topic_serves_the_node_s_jpegs(stack) -> None:
+    import json
+
+    url = stack["urls"]["jpegs"]
+    end = time.monotonic() + 60.0
+    status = {}
+    while time.monotonic() < end:
+        with urllib.request.urlopen(url + "status", timeout=10) as r:
+            status = json.load(r)
+        if status["frames"] > 0:
+            break
+        time.sleep(0.2)
+    assert status["topic"] == "/face/image/compressed" and status["frames"] > 0
     with urllib.request.urlopen(url + "frame.jpg", timeout=10) as r:
         assert Image.open(io.BytesIO(r.read())).size == (SIZE, SIZE)
 
