@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--residual", default="default", help="residual weights to evaluate")
     parser.add_argument("--data", default=None,
                         help="Stage 2 dataset folder (its test split); default: synthetic")
-    parser.add_argument("--size", type=int, default=80, help="image size of synthetic frames")
+    parser.add_argument("--size", type=int, default=112, help="image size of synthetic frames")
     parser.add_argument("--test-clips", type=int, default=1,
                         help="held-out espeak clips besides the demo clip")
     parser.add_argument("--frames", type=int, default=3, help="frames per (clip, emotion, level)")

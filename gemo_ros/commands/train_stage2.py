@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-dataset", default=None,
                         help="also write the synthetic frames in the on-disk format here")
     parser.add_argument("--out", default="runs/stage2", help="output folder")
-    parser.add_argument("--size", type=int, default=80, help="training image size (px)")
+    parser.add_argument("--size", type=int, default=112, help="training image size (px)")
     parser.add_argument("--train-clips", type=int, default=6, help="synthetic speech clips")
     parser.add_argument("--test-clips", type=int, default=1,
                         help="held-out espeak clips (plus the bundled demo clip)")

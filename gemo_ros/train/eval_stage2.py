@@ -126,11 +126,16 @@ def markdown_table(metrics: Dict[str, Any]) -> str:
 
 @torch.no_grad()
 def contact_sheet(head: Any, path: str, size: int = 160, emotion: str = "happy",
-                  time_s: float = 1.2) -> np.ndarray:
-    """Render 7 emotions (columns) x 3 levels (rows) + a yaw row for ``emotion``; write a PNG."""
+                  time_s: float = 1.2, teacher_row: bool = True) -> np.ndarray:
+    """Render 7 emotions (columns) x 3 levels (rows) + a yaw row for ``emotion``; write a PNG.
+
+    With ``teacher_row`` the first row is the synthetic teacher's target at intensity 1
+    (what the residual was trained to reproduce), rendered from the same coefficients.
+    """
     from PIL import Image, ImageDraw
 
-    from gemo_ros.train.stage2_data import demo_clip
+    from gemo_ros.emotions import emotion_id
+    from gemo_ros.train.stage2_data import EmotionTeacher, demo_clip, render_teacher
 
     clip = demo_clip() if head.a2e is not None else None
     settings = head.with_settings(width=size, height=size, distance=0.56, fov_deg=22.0,
@@ -144,22 +149,48 @@ def contact_sheet(head: Any, path: str, size: int = 160, emotion: str = "happy",
                            time_s=time_s if clip is not None else 0.0, settings=s)
         return frame.to_uint8()
 
+    teacher = EmotionTeacher(head.avatar) if teacher_row else None
+
+    def teacher_tile(name: str) -> np.ndarray:
+        from gemo_ros.imaging import to_uint8
+
+        e = emotion_id(name)
+        if clip is not None:
+            _, psi_e_t, _ = head.analyse_audio(clip.audio, clip.sample_rate, e, 1.0)
+            idx = min(int(round(time_s * float(head.a2e.fps))), psi_e_t.shape[0] - 1)
+            psi_e = psi_e_t[idx][None]
+        else:
+            from gemo_ros.face.emotion_recipes import emotion_target
+
+            psi_e = torch.from_numpy(emotion_target(e, 1.0))[None]
+        viewmat, K = settings.camera(head.device)
+        img = render_teacher(head, teacher, psi_e, torch.tensor([e]), torch.ones(1),
+                             viewmat[None], K[None], (size, size), settings.background,
+                             backend=settings.backend)
+        return to_uint8(img[0].cpu())
+
     emotions = [e for e in EMOTIONS if e != "neutral"]
     levels = list(LEVELS.items())
     cols = len(emotions)
-    rows = len(levels) + 1
+    first = 1 if teacher_row else 0
+    rows = len(levels) + 1 + first
     width = label_w + cols * (size + pad)
     height = label_h + rows * (size + pad)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for c, name in enumerate(emotions):
         draw.text((label_w + c * (size + pad) + 4, 3), name, fill=(0, 0, 0))
+    if teacher_row:
+        draw.text((4, label_h + size // 2 - 12), "teacher\n(1.00)", fill=(0, 0, 0))
+        for c, name in enumerate(emotions):
+            x = label_w + c * (size + pad)
+            sheet.paste(Image.fromarray(teacher_tile(name)), (x, label_h))
     for r, (lvl, value) in enumerate(levels):
-        y = label_h + r * (size + pad)
+        y = label_h + (r + first) * (size + pad)
         draw.text((4, y + size // 2 - 12), f"level {lvl}\n({value:.2f})", fill=(0, 0, 0))
         for c, name in enumerate(emotions):
             sheet.paste(Image.fromarray(tile(name, value)), (label_w + c * (size + pad), y))
-    y = label_h + len(levels) * (size + pad)
+    y = label_h + (len(levels) + first) * (size + pad)
     draw.text((4, y + size // 2 - 12), f"{emotion} 1.0\nyaw -60..60", fill=(0, 0, 0))
     for c, yaw in enumerate((-60.0, -30.0, 30.0, 60.0)):
         x = label_w + c * (size + pad)

@@ -63,3 +63,25 @@ def test_training_reduces_the_photometric_error_and_saves_weights(tmp_path):
     path = tmp_path / "res.safetensors"
     head.residual.save(path)
     assert load_residual(path).config == head.residual.config
+
+
+def test_contact_sheet_has_a_teacher_row_above_the_levels(tmp_path):
+    from gemo_ros.avatar.procedural import build_default_avatar
+    from gemo_ros.train.eval_stage2 import contact_sheet
+
+    avatar = build_default_avatar(num_gaussians=800, seed=0)
+    config = ResidualConfig(attribute_dims=dict(avatar.attribute_dims), feature_dim=6, dim=16,
+                            num_clusters=32, window=3,
+                            output_scale=stage2.default_output_scale())
+    head = TalkingHead(avatar, None, EmotionResidual(config),
+                       settings=RenderSettings(backend="torch"))
+    size = 24
+    with_teacher = contact_sheet(head, str(tmp_path / "a.png"), size=size)
+    without = contact_sheet(head, str(tmp_path / "b.png"), size=size, teacher_row=False)
+    assert (tmp_path / "a.png").is_file()
+    # One more row of tiles; the teacher (intensity 1) differs from the level-1 row.
+    assert with_teacher.shape[0] - without.shape[0] == size + 4
+    assert with_teacher.shape[1] == without.shape[1]
+    top = with_teacher[18:18 + size, 86:]
+    below = with_teacher[18 + size + 4:18 + 2 * size + 4, 86:]
+    assert np.abs(top.astype(int) - below.astype(int)).max() > 10
