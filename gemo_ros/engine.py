@@ -78,7 +78,9 @@ class EngineConfig:
     ``camera_yaw_deg``, ``camera_pitch_deg``, ``camera_distance``, ``camera_fov_deg`` and
     ``background`` (0-255 RGB) for the camera's fields (:func:`camera_settings`).
     ``max_gaussians``: level of detail (-1 auto: all on CUDA, CPU_MAX_GAUSSIANS on CPU;
-    0 all). ``threads``: torch CPU threads (0 = torch's default).
+    0 all). ``threads``: torch CPU threads (0 = torch's default). ``compile``:
+    ``torch.compile`` the head step (CUDA graphs on a GPU; :meth:`TalkingHead.enable_compile
+    <gemo_ros.pipeline.TalkingHead.enable_compile>`), off until measured on a GPU.
     """
 
     width: int = 256
@@ -96,6 +98,7 @@ class EngineConfig:
     emotion: str = "neutral"
     max_gaussians: int = -1
     threads: int = 0
+    compile: bool = False
     idle: IdleConfig = field(default_factory=IdleConfig)
 
     def updated(self, **changes: Any) -> "EngineConfig":

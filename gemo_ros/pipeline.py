@@ -124,7 +124,8 @@ def download_frame(image: torch.Tensor, *extras: torch.Tensor,
     """Return ``image`` as ``uint8`` and ``extras`` as float32 numpy arrays, waiting once.
 
     ``uint8`` by the :func:`gemo_ros.imaging.to_uint8` rule. On CUDA the conversion runs on
-    the device and the results go to pinned host memory without blocking; one event (``clock``'s ``"to_uint8"`` mark when given) is waited on.
+    the device and the results go to pinned host memory without blocking; one event
+    (``clock``'s ``"to_uint8"`` mark when given) is waited on.
     """
     if image.device.type != "cuda":
         out = (to_uint8(image),) + tuple(x.detach().float().cpu().numpy() for x in extras)
@@ -214,12 +215,14 @@ class TalkingHead:
         emotion_geometry: without a residual, drive the avatar with ``psi_e`` instead of
             ``psi_n`` (so emotions still show); with a residual the method's ``psi_n`` +
             offsets is used.
+        compile: ``torch.compile`` the head step of :meth:`frame` (see
+            :meth:`enable_compile`); off by default until a GPU run has measured it.
     """
 
     def __init__(self, avatar: Any, a2e: Any = None, residual: Any = None,
                  settings: Optional[RenderSettings] = None,
                  device: Union[str, torch.device] = "cpu",
-                 emotion_geometry: bool = True) -> None:
+                 emotion_geometry: bool = True, compile: bool = False) -> None:
         self.device = torch.device(device)
         self.avatar = avatar.to(self.device).eval() if hasattr(avatar, "to") else avatar
         self.face_model = face_model_of(self.avatar)
@@ -235,6 +238,48 @@ class TalkingHead:
             self._check_residual()
             self._binding = self.residual.bind(self._canonical, frames=binding_frames(avatar))
         self._num_expr = len(getattr(self.face_model, "expression_names", ())) or 52
+        self._step = self._head_step
+        self.compiled = False
+        if compile:
+            self.enable_compile()
+
+    # ------------------------------------------------------------------ torch.compile
+    def enable_compile(self, mode: Optional[str] = None) -> None:
+        """Run the head step of :meth:`frame` (blendshapes, residual, posing) compiled.
+
+        ``mode``: ``torch.compile``'s; default ``"reduce-overhead"`` on CUDA (inductor
+        kernels replayed as CUDA graphs: one launch instead of hundreds of small ones) and
+        ``"default"`` elsewhere. Compiling happens on the first frames (seconds on a GPU,
+        minutes on a CPU); if it fails the head logs a warning and runs eagerly. With CUDA
+        graphs a frame's ``Frame.gaussians`` / ``offsets`` are overwritten by the next
+        frame (the renderer has used them by then): clone them to keep them.
+        """
+        if mode is None:
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+        self._step = torch.compile(self._head_step, mode=mode, dynamic=False)
+        self.compiled = True
+
+    def _head_step(self, pn: torch.Tensor, pe: torch.Tensor, f: Optional[torch.Tensor],
+                   e: torch.Tensor, i: torch.Tensor, neck: Optional[torch.Tensor],
+                   use_residual: bool, active: bool) -> Tuple[Any, ...]:
+        """Return the frame's head: ``(means, quats, scales, opacities, colors, offsets)``."""
+        g, offs = self.gaussians(pn, pe, f, e, i, neck, use_residual=use_residual,
+                                 active=active, validate=False)
+        return g.means, g.quats, g.scales, g.opacities, g.colors, offs
+
+    def _run_step(self, *args: Any) -> Tuple[Any, Any]:
+        try:
+            out = self._step(*args)
+        except Exception as exc:  # noqa: BLE001 - a compiler failure must not stop frames
+            if self._step is self._head_step:
+                raise
+            LOG.warning("torch.compile of the head failed (%s: %s); running it eagerly",
+                        type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc) else "")
+            self._step, self.compiled = self._head_step, False
+            out = self._step(*args)
+        from gemo_ros.avatar.model import Gaussians
+
+        return Gaussians(*out[:5]), out[5]
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -513,8 +558,8 @@ class TalkingHead:
         neck = dev["neck"].reshape(1, 3) if "neck" in dev else None
         # The residual is exactly zero for neutral or intensity 0: known here, on the host.
         active = e_id != NEUTRAL and inten > 0.0
-        g, offs = self.gaussians(pn, pe, f, self._emotion_tensor(e_id), dev["intensity"], neck,
-                                 use_residual=use_residual, active=active, validate=False)
+        g, offs = self._run_step(pn, pe, f, self._emotion_tensor(e_id), dev["intensity"], neck,
+                                 use_residual, active)
         clock.mark("head")
         rgb, alpha = self.render_gaussians(g, 0, settings=settings)
         clock.mark("render")

@@ -34,7 +34,8 @@ class PipelineHead:
                                        config.device, config.max_gaussians))
         self.device = stages.device
         self.head = TalkingHead(stages.avatar, stages.a2e, stages.residual,
-                                settings=config.camera, device=self.device)
+                                settings=config.camera, device=self.device,
+                                compile=bool(getattr(config, "compile", False)))
         self._config = config
         self._lods: Dict[int, Any] = {}       # Gaussians -> TalkingHead, built in background
         self._lod_lock = threading.Lock()
@@ -56,6 +57,9 @@ class PipelineHead:
                          else "missing (emotions by blendshapes only)"),
             "render": f"{backend} on {self.device}",
         }
+        if self.head.compiled:
+            self.stages["head"] = "torch.compile (CUDA graphs)" if self.device.startswith(
+                "cuda") else "torch.compile"
         LOG.info("stages loaded in %.1f s on %s: %s", time.perf_counter() - t0, self.device,
                  ", ".join(f"{k}={v}" for k, v in self.stages.items()))
         self._silence = self.new_stream()
@@ -130,7 +134,8 @@ class PipelineHead:
             t0 = time.perf_counter()
             avatar = load_avatar_stage(self._config.avatar, gaussians, self.device)
             head = TalkingHead(avatar, self.head.a2e, self.head.residual,
-                               settings=self.head.settings, device=self.device)
+                               settings=self.head.settings, device=self.device,
+                               compile=self.head.compiled)
             with self._lod_lock:
                 self._lods[gaussians] = head
             LOG.info("level of detail with %d Gaussians ready (%.1f s)", gaussians,

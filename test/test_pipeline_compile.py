@@ -1,0 +1,89 @@
+"""The opt-in ``torch.compile`` of the head step (issue 17): same image, safe fallback."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from gemo_ros.framing import RenderSettings
+from gemo_ros.pipeline import TalkingHead, download_frame
+from gemo_ros.stages import StageSpec, load_stages
+
+
+@pytest.fixture(scope="module")
+def stages(one_torch_thread):
+    return load_stages(StageSpec("default", "default", "default", "cpu", 1500))
+
+
+def _head(stages, compile=False):
+    return TalkingHead(stages.avatar, stages.a2e, stages.residual, device="cpu",
+                       settings=RenderSettings(width=48, height=48, backend="torch"),
+                       compile=compile)
+
+
+def _inputs(head):
+    rng = np.random.default_rng(0)
+    psi_n = torch.from_numpy(rng.uniform(0.0, 0.4, 52).astype(np.float32))
+    psi_e = (psi_n + torch.from_numpy(rng.uniform(0.0, 0.3, 52).astype(np.float32))).clamp(0, 1)
+    feats = torch.from_numpy(rng.standard_normal((head.window, head.feature_dim))
+                             .astype(np.float32))
+    return psi_n, psi_e, feats
+
+
+def _image(head, emotion="happy", intensity=0.8):
+    psi_n, psi_e, feats = _inputs(head)
+    frame = head.frame(psi_n, psi_e, feats, emotion, intensity,
+                       np.array([0.05, 0.1, 0.0], np.float32))
+    return download_frame(frame.image)[0], frame
+
+
+@pytest.mark.slow
+def test_compiled_head_gives_the_same_image(stages):
+    """Inductor on the CPU (a C compiler is needed; minutes on two shared cores)."""
+    eager = _head(stages)
+    compiled = _head(stages, compile=True)
+    for emotion, intensity in (("happy", 0.8), ("neutral", 0.0)):
+        want, f0 = _image(eager, emotion, intensity)
+        got, f1 = _image(compiled, emotion, intensity)
+        assert compiled.compiled, "compilation failed and fell back to eager"
+        # Fused kernels may round differently: the Gaussians agree to float precision and
+        # the images to one level at a few pixels at most.
+        torch.testing.assert_close(f1.gaussians.means, f0.gaussians.means, atol=1e-5, rtol=0)
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+
+
+def test_a_failing_compile_falls_back_to_eager_with_a_warning(stages, monkeypatch, caplog):
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C compiler here")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    head = _head(stages, compile=True)
+    assert head.compiled
+    with caplog.at_level(logging.WARNING, logger="gemo_ros.pipeline"):
+        got, _ = _image(head)
+    assert not head.compiled and "running it eagerly" in caplog.text
+    want, _ = _image(_head(stages))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_engine_config_compile_reaches_the_head(monkeypatch):
+    from gemo_ros.engine import EngineConfig
+    from gemo_ros.pipeline_head import PipelineHead
+
+    seen = []
+
+    def fake_compile(fn, **kwargs):
+        seen.append(kwargs)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    head = PipelineHead(EngineConfig(width=32, height=32, device="cpu", max_gaussians=500,
+                                     compile=True))
+    assert head.head.compiled and seen == [{"mode": "default", "dynamic": False}]
+    assert head.stages["head"] == "torch.compile"
+    assert not PipelineHead(EngineConfig(width=32, height=32, device="cpu",
+                                         max_gaussians=500)).head.compiled
