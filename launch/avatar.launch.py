@@ -40,6 +40,9 @@ def generate_launch_description() -> LaunchDescription:
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
+        # Ctrl-C: the node stops its threads, releases the models and exits 0; on a busy
+        # CPU that can take longer than launch's default 5 s before it escalates to SIGTERM
+        sigterm_timeout="15",
         parameters=[LaunchConfiguration("config"),
                     {"device": LaunchConfiguration("device"),
                      "avatar": LaunchConfiguration("avatar")}],

@@ -21,7 +21,7 @@ PY="${PYTHON:-python3}"
 ROS_WS="$VENV/ros_ws"
 ROS2_CLI="${GEMO_ROS2_CLI-$ROOT/../shared/ros2-cli}"
 
-say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+say() { printf '\033[1;34m[setup +%ss]\033[0m %s\n' "$SECONDS" "$*"; }
 die() { printf '\033[1;31m[setup] ERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 trap 'die "failed at line $LINENO: $BASH_COMMAND"' ERR
 

@@ -22,7 +22,7 @@ def flatten(tree, prefix=""):
 def test_config_lists_every_declared_parameter_with_its_default():
     node = pytest.importorskip("gemo_ros.node")
     doc = yaml.safe_load((ROOT / "config" / "avatar.yaml").read_text())
-    params = flatten(doc[node.NODE_NAME]["ros__parameters"])
+    params = flatten(doc[f"/**/{node.NODE_NAME}"]["ros__parameters"])  # any namespace
     assert set(params) == set(node.PARAMETERS)
     for name, spec in node.PARAMETERS.items():
         assert params[name] == spec["default"], name

@@ -41,10 +41,12 @@ def test_launch_file_starts_an_executable_that_setup_py_installs() -> None:
         assert f'"{executable} = gemo_ros.' in f.read()
 
 
-def test_parameter_file_is_for_the_node_the_launch_file_names() -> None:
+def test_parameter_file_is_for_the_node_the_launch_file_names_in_any_namespace() -> None:
     name = ast.literal_eval(_node_call()["name"])
-    assert list(_config()) == [name]
-    assert "ros__parameters" in _config()[name]
+    # rcl matches a key against the node's full name: "avatar_node" alone would miss
+    # /robot/avatar_node (namespace:=robot), "/**/avatar_node" matches it
+    assert list(_config()) == [f"/**/{name}"]
+    assert "ros__parameters" in _config()[f"/**/{name}"]
 
 
 def test_parameter_file_keys_are_exactly_the_parameters_the_node_declares() -> None:

@@ -1,0 +1,236 @@
+"""The README's robot commands, run for real against avatar_node: ros2 launch, param, topic.
+
+``ros2 launch gemo_ros avatar.launch.py`` with every launch argument (namespace, device,
+config, avatar), ``ros2 param get/set`` at run time (a camera yaw change changes the image,
+an out-of-range value is refused), ``ros2 topic pub --once .../emotion`` (face/state
+follows), ``ros2 topic echo`` and ``ros2 topic hz`` on the node's topics, and Ctrl-C (SIGINT
+to the launch's process group, as a terminal sends it) ends the launch and the node cleanly.
+
+The ROS 2 command line comes from the ROS installation on a robot; scripts/setup.sh installs
+it from ../shared/ros2-cli (or $GEMO_ROS2_CLI) where that folder exists. Without it these
+tests skip, saying so. Each module run uses its own ROS_DOMAIN_ID and namespace.
+"""
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("rclpy")
+pytest.importorskip("sensor_msgs.msg")
+
+from ros_helpers.face_watch import FaceWatch  # noqa: E402
+from test.conftest import ROOT  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
+
+SIZE = 64
+FPS = 10.0
+AVATAR = ROOT / "gemo_ros" / "assets" / "avatar_default.safetensors"
+
+
+def ros2_or_skip() -> str:
+    """Return the path of ``ros2``, or skip the module's tests saying why it is absent."""
+    exe = shutil.which("ros2")
+    if exe is None:
+        pytest.skip("the ROS 2 command line is not installed (no `ros2` on PATH): "
+                    "scripts/setup.sh installs it from ../shared/ros2-cli (or $GEMO_ROS2_CLI) "
+                    "when that folder exists; a robot has it from its ROS installation")
+    return exe
+
+
+def cli(env: dict, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run one ``ros2`` command; return the finished process (text output)."""
+    return subprocess.run(["ros2", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def env(ros_env: dict, tmp_path_factory) -> dict:
+    """The environment of the commands: a private domain, logs in a temporary folder."""
+    ros2_or_skip()
+    env = dict(ros_env)
+    env["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(20, 99))
+    env["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def registered(env: dict) -> str:
+    """Return the prefix ``ros2 pkg prefix gemo_ros`` finds; fail if it is out of step."""
+    result = cli(env, "pkg", "prefix", "gemo_ros")
+    assert result.returncode == 0, (
+        f"ros2 pkg prefix gemo_ros: {result.stderr.strip()} (run: bash scripts/setup.sh)")
+    prefix = result.stdout.strip()
+    if os.path.realpath(prefix) == os.path.realpath(sys.prefix):  # scripts/setup.sh's .venv
+        check = subprocess.run([sys.executable, str(ROOT / "scripts" / "register_ament.py"),
+                                prefix, "--check"], capture_output=True, text=True)
+        assert check.returncode == 0, (
+            f"the ament index entry in {prefix} is out of step with the checkout "
+            f"(run: bash scripts/setup.sh):\n{check.stdout}")
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def namespace() -> str:
+    return f"gemo_cli_{os.getpid()}"
+
+
+@pytest.fixture(scope="module")
+def launch(env: dict, registered: str, namespace: str, tmp_path_factory):
+    """Start ``ros2 launch gemo_ros avatar.launch.py`` with all four arguments.
+
+    The parameter file (``config:=``) is the installed one with a small, slow image and
+    the idle motion off, so that frames change only when the test changes something.
+    """
+    tmp = tmp_path_factory.mktemp("launch")
+    with open(os.path.join(registered, "share", "gemo_ros", "config", "avatar.yaml"),
+              encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    (params,) = (section["ros__parameters"] for section in config.values())
+    params.update(width=SIZE, height=SIZE, fps=FPS, threads=1)
+    params["idle"]["enabled"] = False
+    params["quality"]["adaptive"] = False
+    (tmp / "small.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    log = tmp / "launch.log"
+    cmd = ["ros2", "launch", "gemo_ros", "avatar.launch.py", f"namespace:={namespace}",
+           "device:=cpu", f"config:={tmp / 'small.yaml'}", f"avatar:={AVATAR}"]
+    with open(log, "w") as out:
+        # its own process group: Ctrl-C in a terminal signals the launch and the node
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    yield proc, log
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def watch(env: dict, launch, namespace: str):
+    """Watch the launched node's face/image and face/state; wait for its first frames."""
+    face = FaceWatch(int(env["ROS_DOMAIN_ID"]), f"/{namespace}")
+    try:
+        face.wait_frames(3, timeout=180.0)
+    except AssertionError:
+        print(launch[1].read_text())
+        raise
+    yield face
+    face.close()
+
+
+def param_get(env: dict, node: str, name: str) -> str:
+    result = cli(env, "param", "get", "--no-daemon", "--timeout", "20", node, name)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_ros2_launch_starts_the_node_with_every_launch_argument(env, launch, watch, namespace):
+    node = f"/{namespace}/avatar_node"
+    for _ in range(10):  # without the daemon, each call discovers the graph afresh
+        nodes = cli(env, "node", "list", "--no-daemon", "--spin-time", "2").stdout.split()
+        if node in nodes:
+            break
+    assert node in nodes
+    frame = watch.wait_frames(1, timeout=30.0)[0]
+    assert frame.shape == (SIZE, SIZE, 3)                      # config:= (our file)
+    assert param_get(env, node, "width") == f"Integer value is: {SIZE}"
+    assert param_get(env, node, "device") == "String value is: cpu"           # device:=
+    assert param_get(env, node, "avatar") == f"String value is: {AVATAR}"     # avatar:=
+    assert f"loaded avatar {AVATAR}" in launch[1].read_text()
+    topics = cli(env, "topic", "list", "--no-daemon", "--spin-time", "2").stdout.split()
+    assert f"/{namespace}/face/image" in topics and f"/{namespace}/emotion" in topics
+
+
+def _still(watch: FaceWatch) -> np.ndarray:
+    """Return a frame once two frames in a row agree (the face at rest), as float."""
+    for _ in range(20):
+        a, b = (f.astype(np.float32) for f in watch.wait_frames(2, timeout=30.0))
+        if np.abs(a - b).mean() < 0.5:
+            return b
+    raise AssertionError("the face never came to rest with idle motion off")
+
+
+def test_ros2_param_set_changes_the_camera_and_refuses_an_out_of_range_yaw(env, watch,
+                                                                           namespace):
+    node = f"/{namespace}/avatar_node"
+    before = _still(watch)
+    result = cli(env, "param", "set", "--no-daemon", "--timeout", "20", node,
+                 "camera.yaw_deg", "30.0")
+    assert "Set parameter successful" in result.stdout, result.stdout + result.stderr
+    assert param_get(env, node, "camera.yaw_deg") == "Double value is: 30.0"
+    after = _still(watch)
+    moved = np.abs(after - before).mean()
+    assert moved > 2.0, f"yaw 0 -> 30 deg changed the image by only {moved:.2f} levels"
+
+    refused = cli(env, "param", "set", "--no-daemon", "--timeout", "20", node,
+                  "camera.yaw_deg", "150.0")
+    assert "Setting parameter failed" in refused.stderr, refused.stdout + refused.stderr
+    assert "out of range" in refused.stderr
+    assert param_get(env, node, "camera.yaw_deg") == "Double value is: 30.0"
+    same = np.abs(_still(watch) - after).mean()
+    assert same < moved / 4, "the refused value changed the image"
+
+
+def test_ros2_topic_pub_emotion_is_followed_by_face_state(env, watch, namespace):
+    result = cli(env, "topic", "pub", "--once", "--max-wait-time-secs", "30",
+                 f"/{namespace}/emotion", "std_msgs/msg/String", "{data: 'happy 0.7'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = watch.wait_state(lambda s: s.get("target_emotion") == "happy", 30.0,
+                             "with target_emotion happy")
+    assert state["target_intensity"] == pytest.approx(0.7)
+    # the same, read with ros2 topic echo (what a user types)
+    for _ in range(10):
+        echo = cli(env, "topic", "echo", "--once", "--no-daemon", "--full-length",
+                   "--field", "data", f"/{namespace}/face/state")
+        assert echo.returncode == 0, echo.stderr
+        state = json.loads(echo.stdout.split("\n---")[0])
+        if state["emotion"] == "happy" and state["intensity"] == pytest.approx(0.7):
+            return
+    raise AssertionError(f"ros2 topic echo face/state: {state}")
+
+
+def test_ros2_topic_hz_measures_the_image_rate(env, watch, namespace, tmp_path):
+    log = tmp_path / "hz.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["ros2", "topic", "hz", "--window", "10",
+                                 f"/{namespace}/face/image"], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
+    try:
+        end = time.monotonic() + 60.0
+        while time.monotonic() < end and log.read_text().count("average rate") < 2:
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    rates = [float(r) for r in re.findall(r"average rate: ([0-9.]+)", log.read_text())]
+    assert rates, log.read_text()
+    print(f"ros2 topic hz /{namespace}/face/image: {rates} Hz (fps {FPS})")
+    assert all(0.0 < r < 1.5 * FPS for r in rates)
+
+
+def test_ctrl_c_ends_the_launch_and_the_node_cleanly(launch, watch):
+    proc, log = launch
+    assert proc.poll() is None, log.read_text()
+    start = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    code = proc.wait(timeout=30)
+    took = time.monotonic() - start
+    text = log.read_text()
+    print(f"ros2 launch ended {took:.1f} s after SIGINT, exit code {code}")
+    assert code == 0, text
+    assert re.search(r"\[avatar_node-1\]: process has finished cleanly", text), text
+    assert "Traceback" not in text, text
