@@ -3,6 +3,7 @@
     python bench/gpu_check.py machine --json out/gpu_check/machine.json
     python bench/gpu_check.py kernels --json out/gpu_check/kernels.json --size 512
     python bench/gpu_check.py soak-engine --minutes 2 --size 512 --device cuda --json soak.json
+    python bench/gpu_check.py compile --size 512 --frames 100 --json out/gpu_check/compile.json
     python bench/gpu_check.py report --raw out/gpu_check --out docs/gpu_check.md
 
 ``machine`` and ``kernels`` need torch (and ``kernels`` a CUDA device, or ``--device cpu
@@ -10,9 +11,12 @@
 ``bench/soak.py`` without ROS, for machines that have none (the lent GPU machines): the
 engine and its real-time runtime in this process, fed live speech, emotions and bursts in
 the same rhythm; same figures and markdown, with frames counted at the publish callback
-instead of over DDS. ``report`` needs only the standard library (numpy for the soak's
-markdown) and reads what the other steps left in the raw folder: ``steps.tsv`` (the shell
-script's step log), ``*.json`` and ``*.log``.
+instead of over DDS. ``compile`` runs the engine's frame with the head eager and with
+``torch.compile`` (CUDA graphs), all Gaussians: compile time, ms per frame and per stage
+(CUDA events), the image difference, and the host syncs of one frame (test/helpers).
+``report`` needs only the standard library (numpy for the soak's markdown) and reads
+what the other steps left in the raw folder: ``steps.tsv`` (the shell script's step log),
+``*.json`` and ``*.log``.
 """
 
 import argparse
@@ -205,6 +209,128 @@ def _write_json(path: Optional[str], data: Dict[str, Any]) -> None:
     if path:
         with open(path, "w") as f:
             json.dump(data, f, indent=1, default=str)
+
+
+# --- the head eager vs torch.compile ------------------------------------------------------------
+
+def _frame_syncs(eng: Any, t: float) -> Dict[str, Any]:
+    """Host syncs of one frame by kind, gsplat's own apart (test/helpers/host_syncs.py)."""
+    sys.path.insert(0, os.path.join(ROOT, "test"))
+    from helpers.host_syncs import HostSyncRecorder
+
+    eng.prepare_audio(t)
+    with HostSyncRecorder() as rec:
+        eng.frame(t)
+    lib = os.sep + "gsplat" + os.sep
+    ours = [e for e in rec.events if lib not in e.origin]
+    return {"ours": rec.report(ours).splitlines(),
+            "gsplat": len(rec.events) - len(ours),
+            "renderer_files": sorted({e.file for e in ours if "/render/" in e.file})}
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Time the engine's frame with the head step eager and compiled (see module docstring)."""
+    import numpy as np
+
+    from gemo_ros.engine import Engine, EngineConfig
+    from gemo_ros.framing import ROBOT_PANEL
+
+    import soundfile as sf
+
+    speech, _ = sf.read(os.path.join(ROOT, "gemo_ros", "assets", "demo_speech.wav"),
+                        dtype="float32")
+    out: Dict[str, Any] = {"device": args.device, "size": args.size, "frames": args.frames,
+                           "modes": {}}
+    images = {}
+    for mode in args.modes:
+        clock = [0.0]
+        cfg = EngineConfig(width=args.size, height=args.size, device=args.device,
+                           max_gaussians=0, compile=(mode == "compiled"), camera=ROBOT_PANEL,
+                           output_latency_s=0.2)
+        t0 = time.perf_counter()
+        eng = Engine(cfg, clock=lambda: clock[0])
+        eng.audio_in_background = True  # as the runtime: audio fed outside the frame
+        load_s = time.perf_counter() - t0
+        eng.feed_audio(np.tile(speech, 3)[:16000 * 30], 16000, arrival_time=0.0)
+        eng.set_emotion("happy", 0.8, 0.0, t=0.0)
+        clock[0] = 0.5
+        first = []
+        for _ in range(5):  # compiling and CUDA-graph recording happen here
+            eng.prepare_audio(clock[0])
+            t1 = time.perf_counter()
+            eng.frame(clock[0])
+            first.append(time.perf_counter() - t1)
+            clock[0] += 0.04
+        wall, stages = [], {}
+        for _ in range(args.frames):
+            eng.prepare_audio(clock[0])
+            t1 = time.perf_counter()
+            _, state = eng.frame(clock[0])
+            wall.append((time.perf_counter() - t1) * 1e3)
+            for k, v in state["timings_ms"].items():
+                stages.setdefault(k, []).append(v)
+            clock[0] += 0.04
+        eng.prepare_audio(2.0)
+        images[mode], _ = eng.frame(2.0)  # one fixed instant for the image comparison
+        med = statistics.median(wall)
+        row = {"load_s": round(load_s, 1), "first_frames_s": [round(x, 2) for x in first],
+               "frame_ms": round(med, 3), "fps": round(1e3 / med, 1),
+               "p95_ms": round(float(np.percentile(wall, 95)), 3),
+               "stages_ms": {k: round(statistics.median(v), 3) for k, v in stages.items()},
+               "compiled": bool(getattr(eng.head, "head", None) is not None
+                                and eng.head.head.compiled),
+               "gaussians": int(state.get("gaussians", 0))}
+        if args.device.startswith("cuda"):
+            import torch
+
+            row["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        try:
+            row["syncs"] = _frame_syncs(eng, clock[0])
+        except Exception as exc:  # noqa: BLE001 - the timing stands without it
+            row["syncs"] = {"error": repr(exc)}
+        out["modes"][mode] = row
+        print(f"{mode}: {row['frame_ms']:.3f} ms per frame ({row['fps']} fps), first frames "
+              f"{row['first_frames_s']} s, stages {row['stages_ms']}, compiled "
+              f"{row['compiled']}", flush=True)
+        for line in row["syncs"].get("ours", []):
+            print(f"    sync: {line}", flush=True)
+        del eng
+    if len(images) == 2:
+        a, b = (images[m].astype(int) for m in args.modes)
+        d = np.abs(a - b)
+        out["image_diff"] = {"max_levels": int(d.max()), "pixels_differing": float((d > 0).mean())}
+        print(f"image eager vs compiled: max {d.max()} levels, {(d > 0).mean():.4%} of "
+              f"pixels differ", flush=True)
+    _write_json(args.json, out)
+    return 0
+
+
+def _compile_markdown(comp: Dict[str, Any]) -> List[str]:
+    lines = [f"Engine frame at {comp.get('size')} px on {comp.get('device')}, all Gaussians, "
+             f"happy 0.8 while speaking, median of {comp.get('frames')} frames (audio fed "
+             f"outside the frame, as the runtime's audio thread does); stages by CUDA events "
+             f"on a GPU.",
+             "", "| head | compiled | first 5 frames (s) | ms per frame | fps | p95 ms | "
+             "audio model | head | render | to_uint8 | peak GPU MB |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for mode, r in comp.get("modes", {}).items():
+        st = r.get("stages_ms", {})
+        lines.append(f"| {mode} | {r.get('compiled')} | "
+                     f"{', '.join(str(x) for x in r.get('first_frames_s', []))} | "
+                     f"{r.get('frame_ms')} | {r.get('fps')} | {r.get('p95_ms')} | "
+                     + " | ".join(str(st.get(k, '')) for k in ("audio_model", "head", "render",
+                                                               "to_uint8"))
+                     + f" | {r.get('gpu_peak_mb', '')} |")
+    if comp.get("image_diff"):
+        d = comp["image_diff"]
+        lines += ["", f"Image, eager vs compiled: at most {d['max_levels']} levels apart, "
+                  f"{100 * d['pixels_differing']:.3f} % of pixels differ."]
+    for mode, r in comp.get("modes", {}).items():
+        sy = r.get("syncs") or {}
+        if "ours" in sy:
+            lines += ["", f"Host syncs of one frame ({mode}; gsplat's own: {sy['gsplat']}):", ""]
+            lines += [f"    {x}" for x in sy["ours"]]
+    return lines
 
 
 # --- a soak without ROS -------------------------------------------------------------------------
@@ -446,6 +572,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     kernels = _load(raw, "kernels.json")
     pipeline = _load(raw, "pipeline.json")
     soak = _load(raw, "soak.json")
+    comp = _load(raw, "compile.json")
     tests = {k: _pytest_summary(_read(raw, f"{k}.log"))
              for k in ("cuda_tests", "reference_parity")
              if os.path.exists(os.path.join(raw, f"{k}.log"))}
@@ -517,6 +644,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         step = steps.get("pipeline")
         lines.append(f"Not run: {step['note'] if step else 'no such step'}.")
+    lines += ["", "## Head compile (torch.compile, CUDA graphs)", ""]
+    if comp:
+        lines += _compile_markdown(comp)
+    else:
+        step = steps.get("head_compile")
+        lines.append(f"Not run: {step['note'] if step else 'no such step'}.")
     lines += ["", "## Soak", ""]
     if soak:
         gpu_mem = _gpu_samples(raw)
@@ -569,6 +702,13 @@ def main() -> int:
     p.add_argument("--burst-every", type=float, default=30.0)
     p.add_argument("--max-stop", type=float, default=2.0)
     p.add_argument("--json")
+    p = sub.add_parser("compile", help="engine frame with the head eager vs torch.compile")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--size", type=int, default=TARGET_SIZE)
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--modes", nargs="+", default=["eager", "compiled"],
+                   choices=["eager", "compiled"])
+    p.add_argument("--json")
     p = sub.add_parser("report", help="write the markdown report from the raw folder")
     p.add_argument("--raw", required=True)
     p.add_argument("--out", required=True)
@@ -579,7 +719,7 @@ def main() -> int:
     p.add_argument("--wall-s", type=float, default=0.0, help="the whole run's seconds")
     args = parser.parse_args()
     return {"machine": cmd_machine, "kernels": cmd_kernels, "soak-engine": cmd_soak_engine,
-            "report": cmd_report}[args.cmd](args)
+            "compile": cmd_compile, "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@
 #   cuda_tests        pytest -m cuda on the test files that carry the mark (parity at 1e-4)
 #   reference_parity  test/render/test_torch_backend_gsplat_reference.py (gsplat's PyTorch reference; CPU)
 #   pipeline          bench/pipeline.py on cuda, 256 and 512 px, all Gaussians (--lod 0)
+#   head_compile      the engine's frame with the head eager and torch.compile'd (CUDA graphs):
+#                     ms per frame and stage, image difference, host syncs (when budget allows)
 #   soak              bench/soak.py: the node for 2 minutes at 512 px on cuda; where ROS 2
 #                     does not import (the lent machines), the same soak of the engine and
 #                     runtime in one process (bench/gpu_check.py soak-engine)
@@ -327,6 +329,24 @@ else
   run_step pipeline 240 "cuda, 256 and 512 px, all Gaussians, 200 frames" -- \
     "$PY" bench/pipeline.py --device cuda --sizes 256 512 --lod 0 --frames 200 \
     --json "$RAWP/pipeline.json"
+fi
+
+# --- 6b. the head eager vs torch.compile (CUDA graphs); only with budget left beyond the soak ------------
+if [ "$DRY" = 1 ]; then
+  skip_step head_compile "$NO_GPU (torch.compile is measured on a GPU; CPU: test/test_pipeline_compile.py, slow)"
+elif [ "$KERNELS_OK" != 1 ] || ! has gemo_ros || ! has soundfile; then
+  skip_step head_compile "gsplat kernels or gemo_ros unavailable"
+else
+  SOAK_NEED=$(( $([ "$QUICK" = 1 ] && echo 60 || echo 120) + 75 + RESERVE ))
+  CLEFT=$((BUDGET - $(elapsed_s) - SOAK_NEED))
+  if [ "$CLEFT" -lt 60 ]; then
+    skip_step head_compile "budget kept for the soak (${CLEFT} s spare); run alone: python bench/gpu_check.py compile"
+  else
+    [ "$CLEFT" -gt 150 ] && CLEFT=150
+    run_step head_compile "$CLEFT" "engine frame, head eager vs torch.compile, 512 px, all Gaussians" -- \
+      "$PY" bench/gpu_check.py compile --size 512 --frames "$([ "$QUICK" = 1 ] && echo 30 || echo 100)" \
+      --json "$RAWP/compile.json"
+  fi
 fi
 
 # --- 7. the node soak ------------------------------------------------------------------------------------
