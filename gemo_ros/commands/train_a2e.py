@@ -10,7 +10,7 @@ import numpy as np
 from gemo_ros.commands.common import add_device_argument, device_or_exit
 from gemo_ros.train.a2e import (DATA_RATE, _batch, _validate, _voices_for_training, a2e_loss,
                                 channel_weights, clip_targets, finetune_decoder,
-                                generate_dataset, load_clips)
+                                generate_dataset, lag_by_family, load_clips)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder-only", action="store_true",
                         help="with --init: train only the decoder on cached encoder features "
                              "of --clips augmented clips for --steps steps")
+    parser.add_argument("--lead-ms", type=float, default=0.0,
+                        help="train on targets this much earlier (compensates a measured "
+                             "output lag; the lag per family is logged at the end)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -87,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         model.cpu().eval().save(out, extra=info)
         logger.info("saved %s: %s", out, info)
         return 0
-    targets = [clip_targets(c, model.fps, hop) for c in tqdm(train, desc="targets")]
-    val_targets = [clip_targets(c, model.fps, hop) for c in val]
+    lead = args.lead_ms / 1000.0
+    targets = [clip_targets(c, model.fps, hop, lead) for c in tqdm(train, desc="targets")]
+    val_targets = [clip_targets(c, model.fps, hop, lead) for c in val]
     weights = torch.from_numpy(channel_weights()).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warm = min(100, args.steps // 10)
@@ -148,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
             "hours_audio": round(sum(len(c.audio) for c in train) / DATA_RATE / 3600, 3),
             "train_seconds": round(time.time() - t_train), "val_loss": round(val_loss, 5),
             "parameters": n_params}
+    model.cpu().eval()
+    # Lag per family on the validation clips, against the true (not the lead) targets.
+    info["lead_ms"] = args.lead_ms
+    info["val_lag_ms_by_family"] = lag_by_family(model, val)
     out = os.path.join(args.out, "a2e.safetensors")
-    model.cpu().eval().save(out, extra=info)
+    model.save(out, extra=info)
     logger.info("saved %s: %s", out, info)
     return 0

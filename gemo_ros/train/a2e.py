@@ -375,13 +375,48 @@ def augment(x: np.ndarray, rng: np.random.Generator, rate: int = DATA_RATE,
 
 
 # ---------------------------------------------------------------------------- targets
-def clip_targets(clip: PhoneClip, fps: float = 50.0, hop: int = 320) -> np.ndarray:
-    """Neutral speech curves ``[T, 52]`` of a clip, ``T = ceil(S / hop)`` (frame k at k/fps)."""
+def clip_targets(clip: PhoneClip, fps: float = 50.0, hop: int = 320,
+                 lead_s: float = 0.0) -> np.ndarray:
+    """Neutral speech curves ``[T, 52]`` of a clip, ``T = ceil(S / hop)`` (frame k at k/fps).
+
+    ``lead_s`` > 0 moves the curves that much earlier (phone times minus ``lead_s``; the
+    loudness of each vowel is still read at its true place): training on them compensates
+    a model that answers late by that much, without more lookahead.
+    """
     from gemo_ros.train.visemes import speech_curves
 
     audio = clip.audio.astype(np.float32) / 32768.0
     t = -(-len(audio) // hop)
-    return speech_curves(clip.phones, t, fps=fps, audio=audio, sample_rate=DATA_RATE)
+    if lead_s == 0.0:
+        return speech_curves(clip.phones, t, fps=fps, audio=audio, sample_rate=DATA_RATE)
+    shift = int(round(lead_s * DATA_RATE))
+    early = np.concatenate([audio[shift:], np.zeros(shift, np.float32)]) if shift > 0 else audio
+    phones = [(n, s - lead_s, e - lead_s) for n, s, e in clip.phones]
+    return speech_curves(phones, t, fps=fps, audio=early, sample_rate=DATA_RATE)
+
+
+def lag_by_family(model, clips: Sequence[PhoneClip]) -> dict:
+    """Median aperture lag (ms, + = late) of ``model`` per synthesiser family of ``clips``.
+
+    Lag = the shift maximising the correlation of predicted and target lip aperture
+    (:func:`gemo_ros.train.eval_a2e._best_lag`), per clip, median per family.
+    """
+    import torch
+
+    from gemo_ros.train.eval_a2e import _best_lag
+    from gemo_ros.train.visemes import lip_aperture
+
+    lags: dict = {}
+    model.eval()
+    with torch.no_grad():
+        for c in clips:
+            x = torch.from_numpy(c.audio.astype(np.float32) / 32768.0)[None]
+            pred = model.decode(model.encode(x), torch.zeros(1, dtype=torch.long),
+                                torch.zeros(1))[0].numpy()
+            tgt = clip_targets(c, model.fps, model.hop)[:len(pred)]
+            lag = _best_lag(lip_aperture(pred[:len(tgt)]), lip_aperture(tgt), model.fps)
+            lags.setdefault(family_of(c.voice), []).append(lag)
+    return {f: round(float(np.median(v)), 1) for f, v in sorted(lags.items())}
 
 
 def channel_weights() -> np.ndarray:

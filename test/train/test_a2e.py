@@ -90,3 +90,20 @@ def test_codec_round_trips_keep_length_and_timing():
         assert abs(int(onset_y) - int(onset_x)) < 80          # < 5 ms: phone times stay aligned
     with pytest.raises(ValueError):
         a2e.codec_roundtrip(x, "wma")
+
+
+def test_lead_moves_the_targets_earlier_by_that_much():
+    clip = _clip(1.0)
+    base = a2e.clip_targets(clip)[:, ARKIT_INDEX["jawOpen"]]
+    early = a2e.clip_targets(clip, lead_s=0.04)[:, ARKIT_INDEX["jawOpen"]]
+    assert early.shape == base.shape
+    assert int(np.argmax(early)) == int(np.argmax(base)) - 2      # 2 frames = 40 ms earlier
+    assert np.allclose(early[5:40], base[7:42], atol=0.02)   # (the rest's plateau differs a bit)
+
+
+def test_lag_by_family_reports_a_median_per_family(tiny):
+    clips = [_clip(0.8), _clip(0.8)]
+    clips[1].voice = "flite:awb"
+    lags = a2e.lag_by_family(tiny, clips)
+    assert set(lags) == {"espeak", "flite"}
+    assert all(abs(v) <= 200.0 for v in lags.values())
