@@ -127,3 +127,25 @@ def test_coefficient_pair_equals_two_single_queries(tiny: AudioToExpression) -> 
             np.testing.assert_allclose(psi_e, stream.coefficients(t, emotion, intensity),
                                        atol=1e-6)
             assert np.abs(psi_e - psi_n).max() > 1e-4  # the emotion shows
+
+
+def test_tensor_queries_stay_on_the_device_and_equal_the_numpy_ones(
+        tiny: AudioToExpression) -> None:
+    from helpers.host_syncs import HostSyncRecorder
+
+    wave = np.random.default_rng(5).standard_normal(12000).astype(np.float32) * 0.3
+    stream = StreamingA2E(tiny, 0.2)
+    stream.push(wave[:9000], 16000)
+    stream.coefficient_pair_tensor(0.1, "happy", 0.5)  # the emotion's id tensor, once
+    for t in (0.0, 0.2137, 0.5555):  # final and provisional frames
+        with HostSyncRecorder() as rec:
+            pair = stream.coefficient_pair_tensor(t, "happy", 0.7)
+            feats = stream.features_tensor(t, 8)
+        # nothing read back; a provisional block uploads its audio window (pinned on CUDA)
+        assert all(e.kind == "upload" and "_upload" in e.where for e in rec.events), \
+            rec.report()
+        psi_n, psi_e = stream.coefficient_pair(t, "happy", 0.7)
+        np.testing.assert_array_equal(pair.numpy(), np.stack([psi_n, psi_e]))
+        np.testing.assert_array_equal(feats.numpy(), stream.features(t, 8))
+    with pytest.raises(ValueError):
+        stream.coefficient_pair_tensor(0.1, 99, 0.5)
