@@ -1,6 +1,7 @@
 """Avatar files: one safetensors file with JSON metadata (format in docs/avatar_format.md).
 
-``load_avatar("default")`` loads the embedded head from ``gemo_ros/assets``; any other
+``load_avatar("default")`` loads the embedded head from ``gemo_ros/assets`` (the human head
+on the ICT face model), ``load_avatar("toon")`` the stylised procedural head; any other
 string is a file path. ``save_avatar`` writes the same format (Stage-1 training uses it).
 """
 
@@ -16,20 +17,26 @@ from gemo_ros.avatar.model import ATTRIBUTE_DIMS, GaussianAvatar, _unpack, spars
 from gemo_ros.face.model import FaceModel, load_face_model
 
 LOG = logging.getLogger(__name__)
+#: Build-script kind of each embedded avatar (for error messages).
+_KIND = {"default": "human", "toon": "toon"}
 
 FORMAT_NAME = "gemo_avatar"
 FORMAT_VERSION = 1
 METADATA_KEY = "gemo_avatar"
 DEFAULT_ASSET = "avatar_default.safetensors"
+#: Embedded avatars by name (``gemo_ros/assets``; built by scripts/build_default_avatar.py).
+NAMED_AVATARS = {"default": DEFAULT_ASSET, "toon": "avatar_toon.safetensors"}
 
 
 class AvatarFormatError(ValueError):
     """An avatar file exists but is not a valid gemo_ros avatar."""
 
 
-def default_avatar_path() -> str:
-    """Filesystem path of the embedded default avatar (may not exist in a broken install)."""
-    return str(resources.files("gemo_ros").joinpath("assets", DEFAULT_ASSET))
+def default_avatar_path(name: str = "default") -> str:
+    """Filesystem path of an embedded avatar (``NAMED_AVATARS``; may not exist if broken)."""
+    if name not in NAMED_AVATARS:
+        raise ValueError(f"no embedded avatar {name!r}; embedded: {', '.join(NAMED_AVATARS)}")
+    return str(resources.files("gemo_ros").joinpath("assets", NAMED_AVATARS[name]))
 
 
 def save_avatar(avatar: GaussianAvatar, path: str, half: bool = True,
@@ -68,6 +75,10 @@ def save_avatar(avatar: GaussianAvatar, path: str, half: bool = True,
         stored.append(name)
     meta = dict(avatar.metadata)
     meta.update(metadata or {})
+    identity = getattr(avatar.face, "identity", None)
+    if identity is not None and bool((identity != 0).any()):
+        # A fitted person on a face model with an identity space (e.g. ICT): reload it so.
+        meta["face_identity"] = [float(v) for v in identity.detach().cpu()]
     meta.update({
         "format": FORMAT_NAME, "version": FORMAT_VERSION,
         "face_model": avatar.face.model_type,
@@ -110,27 +121,29 @@ def _read(path: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
 
 def load_avatar(name_or_path: str = "default", device: Union[str, torch.device, None] = None,
                 face: Optional[FaceModel] = None) -> GaussianAvatar:
-    """Load an avatar by name (``"default"``: the embedded head) or from a file path.
+    """Load an avatar by name (``"default"``, ``"toon"``: embedded heads) or from a file path.
 
     Args:
-        name_or_path: ``"default"`` or a ``.safetensors`` avatar file.
+        name_or_path: ``"default"`` (the human head), ``"toon"`` (the stylised procedural
+            head) or a ``.safetensors`` avatar file.
         device: where to put the avatar (default CPU).
         face: the face model to bind to; by default ``load_face_model(meta["face_model"])``.
     Raises:
         FileNotFoundError: the file does not exist (for ``"default"``: a broken install).
         AvatarFormatError: the file is not a valid avatar, or does not fit the face model.
     """
-    if name_or_path == "default":
-        path = default_avatar_path()
+    if name_or_path in NAMED_AVATARS:
+        path = default_avatar_path(name_or_path)
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"embedded default avatar missing at {path}; rebuild it with "
-                "`python scripts/build_default_avatar.py` or reinstall gemo_ros")
+                f"embedded {name_or_path} avatar missing at {path}; rebuild it with "
+                f"`python scripts/build_default_avatar.py --kind {_KIND[name_or_path]}` or "
+                "reinstall gemo_ros")
     else:
         path = os.fspath(name_or_path)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"avatar file not found: {path} (use 'default' for the "
-                                    "embedded head)")
+            raise FileNotFoundError(f"avatar file not found: {path} (use 'default' or 'toon' "
+                                    "for an embedded head)")
     meta, t = _read(path)
     try:
         names = list(meta["expression_names"])
@@ -139,6 +152,11 @@ def load_avatar(name_or_path: str = "default", device: Union[str, torch.device, 
                                     f"{ATTRIBUTE_DIMS}")
         if face is None:
             face = load_face_model(meta["face_model"])
+            if meta.get("face_identity") is not None:
+                if not hasattr(face, "with_identity"):
+                    raise AvatarFormatError(f"{path}: face_identity given, but face model "
+                                            f"{meta['face_model']!r} has no identity space")
+                face = face.with_identity(meta["face_identity"])
         if list(face.expression_names) != names:
             raise AvatarFormatError(f"{path}: expression names differ from the face model's")
         fp = meta.get("face_fingerprint")

@@ -17,7 +17,6 @@ key          d   meaning (raw -> posed)
 Blending happens in this raw space; the emotion residual's ``offsets`` are added there too.
 """
 
-import math
 from dataclasses import dataclass, fields
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -27,6 +26,9 @@ from torch import nn
 from gemo_ros.avatar.binding import rotate_quats, triangle_frames
 from gemo_ros.face.model import FaceModel
 
+#: A level-of-detail Gaussian standing for c Gaussians grows by c ** LOD_GROWTH per axis
+#: (0.5 would keep the covered area; the even subset needs less, and less stays sharper).
+LOD_GROWTH = 0.4
 #: Raw attribute layout, in packing order.
 ATTRIBUTE_DIMS: Dict[str, int] = {"xyz": 3, "rotation": 4, "scale": 3, "color": 3, "opacity": 1}
 
@@ -286,25 +288,76 @@ __all__ = ["GaussianAvatar", "Gaussians", "ATTRIBUTE_DIMS", "sparse_deltas_to_de
 def level_of_detail(avatar: GaussianAvatar, max_gaussians: int, seed: int = 0) -> GaussianAvatar:
     """Return a level-of-detail copy of ``avatar`` with at most ``max_gaussians`` Gaussians.
 
-    A fixed random subset (seeded) keeps its bindings, parameters and blendshape deltas;
-    every kept Gaussian grows by ``sqrt(N / M)`` per axis (``+0.5 log(N / M)`` on the log
-    scale) so the thinner surface stays covered. This is the CPU runtime's level of detail
-    (render time grows with the Gaussian count); the residual's weights do not depend on the
-    count. ``max_gaussians <= 0`` or a smaller avatar returns ``avatar`` itself.
+    The CPU runtime's level of detail (render time grows with the Gaussian count; the
+    residual's weights do not depend on it). ``max_gaussians <= 0`` or a smaller avatar
+    returns ``avatar`` itself. Otherwise:
+
+    * **kept set**: an even (stratified) subset, not a random one (random subsets leave
+      clumps and holes that read as blotches): Gaussians are binned in a grid whose cell
+      follows each Gaussian's own size (so dense parts such as the eyes stay denser) and one
+      per cell is kept (seeded), the cell size chosen by bisection to keep about M;
+    * **merge**: every dropped Gaussian joins its nearest kept one (canonical positions);
+      a kept Gaussian takes the opacity-weighted mean colour of its members (a pre-filter:
+      fine colour detail turns into its average instead of aliasing into speckle) and grows
+      by ``members ** LOD_GROWTH`` per axis (``+LOD_GROWTH log(members)`` on the log scale)
+      so the thinner surface stays covered; its bindings and blendshape deltas are kept.
     """
     n = int(avatar.num_gaussians)
     if max_gaussians <= 0 or n <= max_gaussians:
         return avatar
+    m = int(max_gaussians)
+    device = avatar.binding_faces.device
+    with torch.no_grad():
+        g = avatar(torch.zeros(1, avatar.face.num_expressions, device=device))
+    pos = g.means[0].detach().double().cpu()
+    size = g.scales[0].detach().double().cpu().clamp_min(1e-6)
+    size = (size.sort(-1).values[:, 1:]).prod(-1).sqrt()           # in-plane extent, metres
     gen = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(n, generator=gen)[: int(max_gaussians)].sort().values
-    idx = idx.to(avatar.binding_faces.device)
+    order = torch.randperm(n, generator=gen)
+    level = torch.round(torch.log2(size) * 2.0)                    # cells by size, sqrt(2) bins
+
+    def pick(c: float) -> torch.Tensor:
+        cell = torch.floor(pos / (c * torch.exp2(level / 2.0))[:, None]).long() + (1 << 14)
+        cell = cell.clamp(0, (1 << 15) - 1)
+        key = (((level.long() + 128) << 45) | (cell[:, 0] << 30) | (cell[:, 1] << 15)
+               | cell[:, 2])[order]
+        _, inv = torch.unique(key, return_inverse=True)
+        first = torch.full((int(inv.max()) + 1,), n, dtype=torch.long)
+        first.scatter_reduce_(0, inv, torch.arange(n), reduce="amin")
+        return order[first]
+
+    lo, hi = 0.1, 20.0
+    keep = pick(hi)
+    for _ in range(30):
+        mid = (lo * hi) ** 0.5
+        cand = pick(mid)
+        if cand.numel() >= m:
+            lo, keep = mid, cand
+        else:
+            hi = mid
+        if abs(cand.numel() - m) <= max(1, m // 200):
+            keep = cand if cand.numel() >= m else keep
+            break
+    keep = keep[torch.randperm(keep.numel(), generator=gen)[:m]]   # exactly m (a few dropped)
+    idx = keep.sort().values
+    # Nearest kept Gaussian of every Gaussian.
+    from scipy.spatial import cKDTree
+    owner = torch.from_numpy(cKDTree(pos[idx].numpy()).query(pos.numpy())[1]).long()
+    owner[idx] = torch.arange(m)
+    count = torch.bincount(owner, minlength=m).double().clamp_min(1)
+    w = torch.sigmoid(avatar.params["opacity"].detach().double().cpu()[:, 0]) + 1e-6
+    col = avatar.params["color"].detach().double().cpu()
+    mean_col = torch.zeros(m, 3, dtype=torch.float64).index_add_(0, owner, col * w[:, None])
+    mean_col /= torch.zeros(m, dtype=torch.float64).index_add_(0, owner, w)[:, None]
+    idx = idx.to(device)
     params = {k: v.detach()[idx].clone() for k, v in avatar.params.items()}
-    params["scale"] = params["scale"] + 0.5 * math.log(n / float(max_gaussians))
-    remap = torch.full((n,), -1, dtype=torch.long, device=idx.device)
-    remap[idx] = torch.arange(idx.numel(), device=idx.device)
+    params["color"] = mean_col.to(params["color"])
+    params["scale"] = params["scale"] + LOD_GROWTH * torch.log(count).to(params["scale"])[:, None]
+    remap = torch.full((n,), -1, dtype=torch.long, device=device)
+    remap[idx] = torch.arange(idx.numel(), device=device)
     mapped = remap[avatar.delta_index]
-    keep = mapped >= 0
+    kept = mapped >= 0
     meta = dict(getattr(avatar, "metadata", {}) or {})
     meta["level_of_detail"] = f"{idx.numel()} of {n} Gaussians"
     return type(avatar)(avatar.face, avatar.binding_faces[idx], avatar.binding_bary[idx],
-                        params, avatar.deltas.detach()[:, keep], mapped[keep], meta)
+                        params, avatar.deltas.detach()[:, kept], mapped[kept], meta)
