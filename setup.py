@@ -32,7 +32,6 @@ setup(
     description="Expressive talking 3D Gaussian-splatting face for social robots "
                 "(GaussianEmoTalker).",
     license="Apache-2.0",
-    tests_require=["pytest"],
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
