@@ -3,11 +3,13 @@
 import argparse
 import json
 import logging
+import os
 from typing import Dict, List, Optional
 
 from gemo_ros.train.eval_a2e import (evaluate_set, festival_clips, flite_heldout_clips,
                                      heldout_espeak_clips, hibari_clips,
-                                     model_ms_per_audio_second, plot_clip, real_speech_clips)
+                                     model_ms_per_audio_second, plot_clip, real_speech_clips,
+                                     sentence_audio, side_by_side_video)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="set whose first clip is plotted (falls back to the first set)")
     parser.add_argument("--json", default="", help="also write the metrics as JSON here")
     parser.add_argument("--markdown", default="", help="also write a markdown table here")
+    parser.add_argument("--video", default="",
+                        help="with --before: also write a side-by-side MP4 (old | new) of "
+                             "one held-out sentence here (renders with gemo render)")
     parser.add_argument("--threads", type=int, default=1)
 
 
@@ -99,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(max(1, args.threads))
+    if args.video and not args.before:
+        raise SystemExit("--video needs --before WEIGHTS")
     model = load_a2e(args.weights)
     old = load_a2e(args.before) if args.before else None
     results: Dict[str, Dict] = {}
@@ -125,4 +132,11 @@ def run(args: argparse.Namespace) -> int:
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(markdown_table(results, before))
+    if args.video:
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = os.path.join(tmp, "sentence.wav")
+            voice = sentence_audio(wav)
+            side_by_side_video(args.before, args.weights, wav, args.video)
+        logger.info("wrote %s (%s)", args.video, voice)
     return 0

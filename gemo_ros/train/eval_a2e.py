@@ -415,3 +415,72 @@ def plot_clip(model, clip: EvalClip, path: str, before=None) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+#: The side-by-side sentence: many /p b m/ and open vowels.
+VIDEO_SENTENCE = "Bob bought a big map, and my mom paid the bill."
+
+
+def sentence_audio(path: str, text: str = VIDEO_SENTENCE) -> str:
+    """Write ``text`` spoken by a held-out voice (Festival ked, else espeak en-029) to a WAV.
+
+    Returns the voice used.
+    """
+    import soundfile as sf
+
+    from gemo_ros.train import speech_synth as ss
+
+    if ss.festival_available() and "ked_diphone" in ss.festival_voices():
+        utt = ss.festival_synth([text], "ked_diphone")[0]
+        voice = "festival:ked_diphone"
+    else:
+        utt = ss.synthesize(text, voice="en-029")
+        voice = "espeak:en-029"
+    pad = np.zeros(int(0.3 * utt.sample_rate), np.float32)
+    sf.write(path, np.concatenate([pad, utt.audio, pad, pad]), utt.sample_rate)
+    return voice
+
+
+def side_by_side_video(before: str, after: str, audio_path: str, out_path: str,
+                       size: int = 240, fps: float = 25.0) -> None:
+    """Render the same speech with two a2e weights (``gemo render``) and stack them.
+
+    Left: ``before``, right: ``after``; emotion neutral, no idle motion, no emotion
+    residual (lip sync only), the speech muxed in. Raises RuntimeError when a render fails.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    import imageio.v2 as imageio
+    import imageio_ffmpeg
+    from PIL import Image, ImageDraw
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = []
+        for name, weights in (("before", before), ("after", after)):
+            out = os.path.join(tmp, f"{name}.mp4")
+            cmd = [sys.executable, "-m", "gemo_ros.cli", "render", "--audio", audio_path,
+                   "--a2e", weights, "--residual", "none", "--size", str(size), "--no-idle",
+                   "--fps", str(fps), "-o", out]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"gemo render failed: {res.stderr[-400:]}")
+            clips.append(imageio.mimread(out, memtest=False))
+        labels = ("old weights", "new weights")
+        silent = os.path.join(tmp, "stacked.mp4")
+        writer = imageio.get_writer(silent, fps=fps, codec="libx264", quality=6,
+                                    macro_block_size=8, ffmpeg_log_level="error")
+        for a, b in zip(*clips):
+            frame = Image.fromarray(np.concatenate([a, b], axis=1))
+            draw = ImageDraw.Draw(frame)
+            for k, label in enumerate(labels):
+                x0 = k * a.shape[1] + 4
+                draw.rectangle((x0, 3, x0 + 6 * len(label) + 6, 17), fill=(0, 0, 0))
+                draw.text((x0 + 3, 5), label, fill=(255, 255, 255))
+            writer.append_data(np.asarray(frame))
+        writer.close()
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i",
+                        silent, "-i", audio_path, "-c:v", "copy", "-c:a", "aac", "-b:a",
+                        "64k", "-shortest", out_path], check=True)

@@ -54,3 +54,10 @@ def test_the_table_shows_before_and_after_per_set_and_leaves_out_skipped_sets():
     assert "festival" not in table
     assert "| aperture correlation (target >= 0.80) | 0.7 → **0.9** |" in table
     assert "| clips | 8 |" in table
+
+
+def test_a_video_needs_the_old_weights_to_compare_with():
+    parser = argparse.ArgumentParser()
+    eval_a2e.configure(parser)
+    with pytest.raises(SystemExit):
+        eval_a2e.run(parser.parse_args(["--video", "x.mp4"]))

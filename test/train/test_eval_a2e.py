@@ -45,3 +45,38 @@ def test_evaluate_set_reports_every_metric_for_a_tiny_model(tiny):
                 "emotion_centroid_accuracy", "emotion_mae_happy"):
         assert key in res
     assert 0.0 <= res["lip_closure_rate"] <= 1.0
+
+
+def test_real_speech_is_aligned_and_also_given_after_an_mp3_round_trip():
+    import os
+
+    if not all(os.path.exists(p) for p in eval_a2e.REAL_SPEECH):
+        pytest.skip("the alsa-utils recordings are not installed (evaluation data only)")
+    clips, reason = eval_a2e.real_speech_clips()
+    assert reason is None
+    real = [c for c in clips if c.source.startswith("real:")]
+    coded = [c for c in clips if c.source.startswith("real-mp3")]
+    assert len(real) == len(eval_a2e.REAL_SPEECH) and len(coded) == len(real)
+    names = [n for n, _, _ in real[0].phones]            # "front center"
+    assert "f" in names and "n" in names, names
+    assert coded[0].audio.shape == real[0].audio.shape
+
+
+def test_held_out_family_clips_or_a_reason():
+    clips, reason = eval_a2e.festival_clips(1)
+    if not clips:
+        assert reason and "festival" in reason
+        pytest.skip(reason)
+    assert clips[0].source.startswith("festival:") and clips[0].phones
+
+
+def test_the_video_sentence_is_spoken_by_a_held_out_voice(tmp_path):
+    import soundfile as sf
+
+    try:
+        voice = eval_a2e.sentence_audio(str(tmp_path / "s.wav"))
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(f"no synthesiser usable here: {exc}")
+    audio, rate = sf.read(str(tmp_path / "s.wav"))
+    assert voice in ("festival:ked_diphone", "espeak:en-029")
+    assert audio.size > 1.5 * rate
