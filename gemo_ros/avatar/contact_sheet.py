@@ -1,9 +1,13 @@
 """Contact sheets of an avatar: labelled tiles of views and blendshapes (PNG).
 
     python -m gemo_ros.avatar.contact_sheet [--avatar default] [--out docs/contact_sheets]
+    python -m gemo_ros.avatar.contact_sheet --avatar default --compare toon
 
 writes ``neutral_views.png`` (yaw -60/-30/0/30/60) and ``blendshapes.png`` (each of the 52
-ARKit blendshapes at weight 1, one labelled tile each).
+ARKit blendshapes at weight 1, one labelled tile each). With ``--compare OTHER`` each tile
+of ``--avatar`` gets the same view of OTHER beside it (views: one row per avatar; the
+blendshapes: pairs), written as ``neutral_views_vs_OTHER.png`` and
+``blendshapes_vs_OTHER.png``.
 """
 
 import argparse
@@ -72,13 +76,26 @@ def render_blendshapes(avatar, names: Sequence[str] = (), tile: int = 160, weigh
     return tiles, names
 
 
+def interleave(first: Sequence[np.ndarray], second: Sequence[np.ndarray],
+               labels: Sequence[str], names: Tuple[str, str]
+               ) -> Tuple[List[np.ndarray], List[str]]:
+    """Pair tiles ``first[i], second[i]`` side by side, labelled ``"<label> (<name>)"``."""
+    tiles, out = [], []
+    for a, b, text in zip(first, second, labels):
+        tiles += [a, b]
+        out += [f"{text} ({names[0]})", f"{text} ({names[1]})"]
+    return tiles, out
+
+
 def main(argv: Sequence[str] = None) -> int:
-    """Write the two contact sheets."""
+    """Write the two contact sheets (or the two comparison sheets with ``--compare``)."""
     import torch
 
     from gemo_ros.avatar import load_avatar
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--avatar", default="default")
+    parser.add_argument("--compare", default=None,
+                        help="a second avatar (e.g. toon) shown beside each tile")
     parser.add_argument("--out", default="docs/contact_sheets")
     parser.add_argument("--tile", type=int, default=160)
     parser.add_argument("--cols", type=int, default=8)
@@ -86,6 +103,8 @@ def main(argv: Sequence[str] = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     avatar = load_avatar(args.avatar)
+    if args.compare:
+        return _compare(avatar, load_avatar(args.compare), args)
     neutral = avatar.expression_vector({})
     tiles, labels = render_views(avatar, tile=args.tile)
     save_png(label_tiles(tiles, labels, cols=len(tiles)),
@@ -96,6 +115,30 @@ def main(argv: Sequence[str] = None) -> int:
     save_png(label_tiles(tiles, labels, cols=args.cols),
              os.path.join(args.out, "blendshapes.png"))
     print(f"wrote {args.out}/neutral_views.png and {args.out}/blendshapes.png")
+    return 0
+
+
+def _compare(avatar, other, args) -> int:
+    names = (os.path.basename(args.avatar).split(".")[0], os.path.basename(args.compare)
+             .split(".")[0])
+    suffix = f"_vs_{names[1]}"
+    rows = []
+    for av, name in ((avatar, names[0]), (other, names[1])):
+        tiles, labels = render_views(av, tile=args.tile)
+        rows.append((tiles, [f"{text} ({name})" for text in labels]))
+    views = os.path.join(args.out, f"neutral_views{suffix}.png")
+    save_png(label_tiles(rows[0][0] + rows[1][0], rows[0][1] + rows[1][1],
+                         cols=len(VIEW_YAWS)), views)
+    shapes = []
+    for av in (avatar, other):
+        tiles, labels = render_blendshapes(av, tile=args.tile)
+        tiles.insert(0, render_frame(av, av.expression_vector({}), face_framing(args.tile)))
+        shapes.append(tiles)
+    labels.insert(0, "neutral")
+    tiles, labels = interleave(shapes[0], shapes[1], labels, names)
+    sheet = os.path.join(args.out, f"blendshapes{suffix}.png")
+    save_png(label_tiles(tiles, labels, cols=2 * (args.cols // 2)), sheet)
+    print(f"wrote {views} and {sheet}")
     return 0
 
 

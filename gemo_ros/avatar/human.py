@@ -50,7 +50,7 @@ LASH = np.array([0.09, 0.06, 0.05])
 LIGHT = np.array([-0.35, 0.55, 0.76])
 #: Upper lip: vermilion width from the inner lip line; lower lip: depth below the mouth
 #: corners at the centre (metres).
-LIP_UPPER, LIP_LOWER = 0.0102, 0.0125
+LIP_UPPER, LIP_LOWER = 0.0102, 0.0112
 #: Largest surface Gaussian spacing (metres).
 MAX_SPACING = 0.004
 #: Iris and pupil radii (metres, from the eye's optical axis).
@@ -111,10 +111,15 @@ def vertex_normals_and_cavity(V: np.ndarray, F: np.ndarray, smooth: int = 6
 def scalp_height(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Y of the hairline (metres) around the head, by azimuth from the front (+Z)."""
     th = np.abs(np.arctan2(x, z - 0.005))                    # 0 front, pi back
-    # Front fringe 7 cm above the eyes, lower at the temples, over the ears, down at the nape.
+    # Front hairline 7 cm above the eyes, receding a little at the temples, down in front
+    # of the ears (sideburns), over the ears and down to the nape.
     keys = np.array([0.0, 0.30, 0.55, 0.85, 1.15, 1.45, 1.75, 2.2, np.pi])
     vals = np.array([0.074, 0.071, 0.062, 0.042, 0.028, 0.014, -0.012, -0.055, -0.070])
-    return np.interp(th, keys, vals)
+    h = np.interp(th, keys, vals)
+    h = h - 0.026 * np.exp(-0.5 * ((th - 1.36) / 0.06) ** 2)
+    # An uneven hem (strands end at different heights), not a cut line.
+    p = np.stack([x, np.zeros_like(x), z], -1)
+    return h + 0.0025 * value_noise(p, 0.004, seed=11, waves=6)
 
 
 def hair_cover(p: np.ndarray) -> np.ndarray:
@@ -369,7 +374,7 @@ def _hair(L: _Layout, n: int, rng: np.random.Generator):
     # Volume: thicker on top and at the back of the crown, a soft taper at the hairline.
     cover = hair_cover(p)
     top = smoothstep(0.02, 0.09, p[:, 1])
-    thick = (0.004 + 0.011 * top) * (0.35 + 0.65 * cover)
+    thick = (0.0055 + 0.010 * top) * (0.35 + 0.65 * cover)
     layer = rng.random(len(fidx)) ** 0.7                    # more Gaussians toward the surface
     lift = thick * layer
     # Strands flow from a crown whorl, combed forward-right at the front (a side part).

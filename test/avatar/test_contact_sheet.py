@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from gemo_ros.avatar.contact_sheet import face_framing, label_tiles
+from gemo_ros.avatar.contact_sheet import face_framing, interleave, label_tiles
 
 
 def test_tiles_are_laid_out_in_rows_with_a_label_strip_under_each():
@@ -19,3 +19,12 @@ def test_face_framing_is_a_square_close_up():
     framing = face_framing(32)
     assert (framing.width, framing.height) == (32, 32)
     assert framing.distance < 1.0
+
+
+def test_comparison_pairs_each_tile_with_the_other_avatars_tile():
+    a = [np.zeros((4, 4, 3), np.uint8)] * 2
+    b = [np.ones((4, 4, 3), np.uint8)] * 2
+    tiles, labels = interleave(a, b, ["jawOpen", "neutral"], ("default", "toon"))
+    assert [int(t.max()) for t in tiles] == [0, 1, 0, 1]
+    assert labels == ["jawOpen (default)", "jawOpen (toon)", "neutral (default)",
+                      "neutral (toon)"]
