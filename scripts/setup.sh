@@ -110,8 +110,8 @@ elif [ -n "$ROS2_CLI" ] && [ -d "$ROS2_CLI/src/ros2cli" ]; then
     CLI_TMP="$(mktemp -d)"
     for p in "${CLI_PKGS[@]}"; do
       cp -r "$CLI_SRC/$p" "$CLI_TMP/$p"
-      rm -rf "$CLI_TMP/$p/build" "$CLI_TMP/$p"/*.egg-info
       chmod -R u+w "$CLI_TMP/$p"
+      rm -rf "$CLI_TMP/$p/build" "$CLI_TMP/$p"/*.egg-info
       "${PIP[@]}" install -q --no-deps --no-build-isolation "$CLI_TMP/$p" \
         || { rm -rf "$CLI_TMP"; die "pip install of $p from $CLI_SRC failed"; }
     done
