@@ -351,8 +351,8 @@ class EmotionTeacher:
             med_groove = torch.maximum(med_groove, gr * along * reach)
             med_bump = torch.maximum(med_bump, bu * along * reach)
         top = _smooth_box(y, brow_y + 0.12 * u, brow_y + 0.85 * u, 0.04 * u)
-        shade("forehead", fore_groove, fore_bump, face_skin * top)
-        shade("forehead_medial", med_groove, med_bump, face_skin * top)
+        shade("forehead", fore_groove, fore_bump, face_skin * top, dark=0.3, light=0.1)
+        shade("forehead_medial", med_groove, med_bump, face_skin * top, dark=0.3, light=0.1)
 
         # -- glabellar furrows: two vertical lines between the brows, a little apart at top
         eye_y = float(lm.eye[:, 1].mean())
@@ -428,7 +428,7 @@ class EmotionTeacher:
             hit = (xr * side > 0).float()
             f_groove = torch.maximum(f_groove, gr * along * hit)
             f_bump = torch.maximum(f_bump, bu * along * hit)
-        shade("nasolabial", f_groove, f_bump, face_skin, dark=0.42, light=0.14,
+        shade("nasolabial", f_groove, f_bump, face_skin, dark=0.34, light=0.12,
               relief=0.008)
 
         # -- contempt: a short dimple crease beside the raised right mouth corner
@@ -469,7 +469,7 @@ class EmotionTeacher:
             r2 = ((x - c[0]) ** 2 + (y - c[1]) ** 2) / (0.2 * u) ** 2
             flush = torch.maximum(flush, torch.exp(-0.5 * r2))
         self.mul[GROUPS.index("cheek_flush")] += (flush * face_skin)[:, None] * \
-            torch.tensor((0.035, -0.01, -0.012))
+            torch.tensor((0.025, -0.008, -0.01))
 
         # -- bulk movements the blendshapes lack (metres on a head with 62 mm between the
         # eyes, scaled with the head)
