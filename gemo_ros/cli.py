@@ -1,4 +1,4 @@
-"""The `gemo` command: demo, render, a2e, train, eval.
+"""The `gemo` command: demo, render, a2e, train, avatar, eval.
 
 Each subcommand lives in its own module under ``gemo_ros/commands/`` (``gemo X`` ->
 ``commands/X.py``, ``gemo train|eval Y`` -> ``commands/train_Y.py`` / ``commands/eval_Y.py``)
@@ -23,6 +23,10 @@ COMMANDS = {
         "stage1": ("gemo_ros.commands.train_stage1",
                    "fit a Gaussian blendshape avatar to a person's frames"),
         "stage2": ("gemo_ros.commands.train_stage2", "train the emotion residual module"),
+    },
+    "avatar": {
+        "from-photo": ("gemo_ros.commands.avatar_from_photo",
+                       "a Gaussian avatar of a person from one photo (offline)"),
     },
     "eval": {
         "a2e": ("gemo_ros.commands.eval_a2e", "evaluate the audio-to-expression model"),

@@ -33,7 +33,11 @@ PHOTO_PARTS = ("face",)
 SKIN_PARTS = ("face", "head")
 #: Facing (cosine between the surface normal and the direction to the camera) below which
 #: the photo's colour is not trusted, and above which it is fully trusted.
-FACING_MIN, FACING_FULL = 0.25, 0.6
+FACING_MIN, FACING_FULL = 0.4, 0.75
+#: Width of the fade at the face outline, as a fraction of the face's size in the image.
+OUTLINE_FEATHER = 0.08
+#: Reach of the local skin-tone ratio of the fill (metres).
+FILL_RADIUS = 0.025
 #: Weight of the tone-matched default in the blend (photo and mirror weights are <= 1).
 FILL_WEIGHT = 0.03
 
@@ -84,6 +88,17 @@ def polygon_mask(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return Path(polygon).contains_points(points)
 
 
+def distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Distance ``[N]`` (pixels) from each of ``points [N, 2]`` to the edges of a polygon."""
+    a = polygon
+    b = np.roll(polygon, -1, axis=0)
+    ab = b - a                                                   # [P, 2]
+    ap = points[:, None, :] - a[None]                            # [N, P, 2]
+    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    closest = a[None] + t[..., None] * ab[None]
+    return np.linalg.norm(points[:, None, :] - closest, axis=-1).min(1)
+
+
 def project_photo(avatar, expr: torch.Tensor, viewmat: torch.Tensor, K: torch.Tensor,
                   image: np.ndarray, outline: np.ndarray,
                   mouth: Optional[np.ndarray] = None
@@ -124,9 +139,12 @@ def project_photo(avatar, expr: torch.Tensor, viewmat: torch.Tensor, K: torch.Te
     to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True) + 1e-12
     facing = (n * to_cam).sum(1)
     uv, _ = project(means, vm, KK)
-    inside = polygon_mask(uv, outline)
+    # Fade the photo out toward the face outline (no seam where the fill takes over).
+    size = float(np.ptp(outline, axis=0).max())
+    inside = polygon_mask(uv, outline) * _smoothstep(
+        0.0, OUTLINE_FEATHER * size, distance_to_polygon(uv, outline))
     if mouth is not None:
-        inside &= ~polygon_mask(uv, mouth)
+        inside = inside * ~polygon_mask(uv, mouth)
     conf = vis * inside * _smoothstep(FACING_MIN, FACING_FULL, facing)
     colour = sample_bilinear(image, uv)
     return colour, conf, means
@@ -171,9 +189,16 @@ def sample_hair_colour(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
 
 def blend_colours(default: np.ndarray, groups: GaussianGroups, photo: np.ndarray,
-                  conf: np.ndarray, mirror: np.ndarray, hair_colour: np.ndarray
+                  conf: np.ndarray, mirror: np.ndarray, hair_colour: np.ndarray,
+                  positions: Optional[np.ndarray] = None
                   ) -> Tuple[np.ndarray, Dict[str, float]]:
-    """Return the final neutral colours ``[N, 3]`` and statistics (see the module doc)."""
+    """Return the final neutral colours ``[N, 3]`` and statistics (see the module doc).
+
+    ``positions [N, 3]`` (the neutral head's Gaussian centres, metres) make the skin-tone
+    fill local: the default is scaled by the photo/default ratio of the well-seen Gaussians
+    near each one (Gaussian weights, :data:`FILL_RADIUS`), falling back to the face-wide
+    ratio far from anything seen, so the fill meets the photo without a seam.
+    """
     out = default.copy()
     sure = groups.photo & (conf > 0.8)
     stats: Dict[str, float] = {"photo_seen": float((conf[groups.photo] > 0.05).mean())}
@@ -183,7 +208,19 @@ def blend_colours(default: np.ndarray, groups: GaussianGroups, photo: np.ndarray
     else:
         ratio = np.ones(3)
     stats.update({f"tone_ratio_{c}": float(r) for c, r in zip("rgb", ratio)})
-    fill = np.clip(default * ratio, 0.0, 1.0)
+    ratios = np.tile(ratio, (len(default), 1))
+    if positions is not None and sure.sum() >= 20:
+        from scipy.spatial import cKDTree
+        seen = np.nonzero(sure)[0]
+        k = min(64, len(seen))
+        d, j = cKDTree(positions[seen]).query(positions[groups.skin], k=k)
+        w = np.exp(-0.5 * (d / FILL_RADIUS) ** 2)                       # [n, k]
+        num = (w[..., None] * photo[seen][j]).sum(1)
+        den = (w[..., None] * default[seen][j]).sum(1)
+        local = np.clip(num / np.maximum(den, 1e-3), 0.3, 3.0)
+        a = (w.sum(1) / (w.sum(1) + 1.0))[:, None]
+        ratios[groups.skin] = a * local + (1 - a) * ratio
+    fill = np.clip(default * ratios, 0.0, 1.0)
     w_photo = np.where(groups.photo, conf, 0.0)
     m = np.where(mirror >= 0, mirror, 0)
     # The mirror speaks only where the photo saw this side poorly (keeps real asymmetry).
@@ -205,4 +242,5 @@ def blend_colours(default: np.ndarray, groups: GaussianGroups, photo: np.ndarray
 
 
 __all__ = ["GaussianGroups", "gaussian_groups", "project_photo", "mirror_index",
-           "blend_colours", "sample_hair_colour", "sample_bilinear", "polygon_mask"]
+           "blend_colours", "sample_hair_colour", "sample_bilinear", "polygon_mask",
+           "distance_to_polygon"]

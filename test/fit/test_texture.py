@@ -66,3 +66,28 @@ def test_hair_colour_is_read_above_the_forehead():
     lm[152] = (100, 180)                     # chin
     lm[263], lm[33] = (130, 110), (70, 110)  # eye corners
     assert np.allclose(sample_hair_colour(img, lm), [0.4, 0.2, 0.1])
+
+
+def test_distance_to_polygon_is_the_distance_to_the_nearest_edge():
+    from gemo_ros.fit.texture import distance_to_polygon
+    square = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)
+    d = distance_to_polygon(np.array([[5.0, 5.0], [1.0, 5.0], [15.0, 10.0]]), square)
+    assert np.allclose(d, [5.0, 1.0, 5.0])
+
+
+def test_the_fill_follows_the_tone_of_the_photo_nearby():
+    # Two seen patches of different tone; an unseen Gaussian beside each takes its tone.
+    n = 44
+    pos = np.zeros((n, 3))
+    pos[:22, 0] = np.linspace(-0.1, -0.09, 22)
+    pos[22:, 0] = np.linspace(0.09, 0.1, 22)
+    default = np.full((n, 3), 0.5)
+    photo = np.where(pos[:, :1] < 0, [[0.6, 0.5, 0.4]], [[0.4, 0.5, 0.6]])
+    conf = np.ones(n)
+    conf[[0, 43]] = 0.0                      # one unseen at each end
+    groups = GaussianGroups(photo=np.ones(n, bool), skin=np.ones(n, bool),
+                            hair=np.zeros(n, bool))
+    out, _ = blend_colours(default, groups, photo, conf, np.full(n, -1),
+                           np.full(3, np.nan), pos)
+    assert np.allclose(out[0], [0.6, 0.5, 0.4], atol=0.03)
+    assert np.allclose(out[43], [0.4, 0.5, 0.6], atol=0.03)
