@@ -3,6 +3,7 @@
     python bench/expressiveness.py --label toon                # the default stages, 512 + 256 px
     python bench/expressiveness.py --avatar toon --label toon --out docs/expressiveness/toon
     python bench/expressiveness.py --sizes 256 --levels 3 --no-speech    # a quick look
+    python bench/expressiveness.py --shapes     # also each ARKit shape alone at weight 1
 
 For each of the 7 emotions at the paper's levels 1-3 (``gemo_ros.emotions.LEVELS``) and for
 neutral, one still goes through the real pipeline (``TalkingHead.still``: the audio-to-
@@ -261,6 +262,37 @@ def measure_speech(bench: Bench, progress) -> Dict[str, Any]:
     return out
 
 
+#: ARKit shapes the emotion recipes use, measured one at a time by ``--shapes``.
+SHAPES = ("browInnerUp", "browOuterUpLeft", "browDownLeft", "eyeWideLeft", "eyeSquintLeft",
+          "cheekSquintLeft", "noseSneerLeft", "mouthUpperUpLeft", "mouthSmileLeft",
+          "mouthFrownLeft", "mouthStretchLeft", "mouthDimpleLeft", "mouthPressLeft", "jawOpen")
+
+
+def measure_shapes(bench: Bench, size: int, progress) -> Dict[str, Any]:
+    """Features of each of :data:`SHAPES` at weight 1 on the avatar alone (no a2e, residual)."""
+    import torch
+
+    from gemo_ros.framing import render_frame
+
+    avatar = bench.head.avatar
+    device = bench.head.device
+    settings = bench.settings(size)
+    zero = torch.zeros(1, 52, device=device)
+    neutral = bench.detector.detect_or_none(render_frame(avatar, zero, settings))
+    bench.renders += 1
+    progress.update(1)
+    out: Dict[str, Any] = {"size": size, "shapes": {}}
+    for name in SHAPES:
+        expr = zero.clone()
+        expr[0, _arkit(name)] = 1.0
+        face = bench.detector.detect_or_none(render_frame(avatar, expr, settings))
+        bench.renders += 1
+        progress.update(1)
+        if face is not None and neutral is not None:
+            out["shapes"][name] = xf.expression_features(neutral.points, face.points)
+    return out
+
+
 def _arkit(name: str) -> int:
     from gemo_ros.face.arkit import ARKIT_INDEX
 
@@ -380,6 +412,15 @@ def markdown(result: Dict[str, Any]) -> str:
                     f"| {row['closest']} ({row['similarity'][row['closest']]:.2f}){ok} |")
         lines.append("")
     lines += summary_table(result)
+    sh = result.get("shapes")
+    if sh:
+        lines += [f"**Blendshapes at weight 1** (the avatar alone, no a2e or residual, "
+                  f"{sh['size']} px): the four largest changes, % IOD", "",
+                  "| shape | largest changes |", "|---|---|"]
+        for name, f in sh["shapes"].items():
+            top = sorted(f.items(), key=lambda kv: -abs(kv[1]))[:4]
+            lines.append(f"| {name} | " + ", ".join(f"{k} {v:+.1f}" for k, v in top) + " |")
+        lines.append("")
     sp = result.get("speech")
     if sp and "open" in sp:
         lines += ["", f"**Speech** ({sp['size']} px, {sp['framing']}, neutral, demo clip; "
@@ -442,6 +483,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="image sizes of the emotion stills (px)")
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
     ap.add_argument("--no-speech", action="store_true", help="skip the demo-clip lip opening")
+    ap.add_argument("--shapes", action="store_true", help="also measure the ARKit shapes the "
+                    "emotions use, one at a time at weight 1, on the avatar alone")
     ap.add_argument("--label", default=None, help="name of this head in the tables "
                     "(default: the avatar's name)")
     ap.add_argument("--out", default=None, help="output prefix: <out>.json, <out>.md, "
@@ -462,11 +505,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         phone_class(p) is not None
         for _, _, p in read_phones(os.path.join(ROOT, "gemo_ros", "assets",
                                                 "demo_speech.phones.csv")))
-    progress = progress_bar(len(args.sizes) * (1 + 7 * len(args.levels)) + n_speech)
+    n_shapes = 1 + len(SHAPES) if args.shapes else 0
+    progress = progress_bar(len(args.sizes) * (1 + 7 * len(args.levels)) + n_speech + n_shapes)
     result: Dict[str, Any] = {"emotions": measure_emotions(bench, args.sizes, args.levels,
                                                            progress)}
     if not args.no_speech:
         result["speech"] = measure_speech(bench, progress)
+    if args.shapes:
+        result["shapes"] = measure_shapes(bench, max(args.sizes), progress)
     progress.close()
     result["meta"] = {
         "label": label, "avatar": _file_id(args.avatar, "avatar"),
