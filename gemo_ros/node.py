@@ -65,7 +65,7 @@ def _p(default: Any, description: str, lo: Optional[float] = None, hi: Optional[
 PARAMETERS: Dict[str, Dict[str, Any]] = {
     "device": _p("auto", "compute device: auto (CUDA+gsplat when present, else CPU), "
                  "cpu, cuda, cuda:N", read_only=True),
-    "avatar": _p("default", "Gaussian avatar: 'default' or a path", read_only=True),
+    "avatar": _p("default", "Gaussian avatar: 'default', 'toon' or a path", read_only=True),
     "a2e_model": _p("default", "audio-to-expression model: 'default' or a path",
                     read_only=True),
     "residual_model": _p("default", "emotion residual weights: 'default', a path or 'none'",

@@ -5,7 +5,7 @@
         namespace:=robot1 config:=/path/to/avatar.yaml
 
 Arguments: ``config`` (parameter YAML, default the installed config/avatar.yaml),
-``device`` (auto, cpu, cuda, cuda:N), ``avatar`` ('default' or a path), ``namespace``.
+``device`` (auto, cpu, cuda, cuda:N), ``avatar`` ('default', 'toon' or a path), ``namespace``.
 The node is the same ``avatar_node`` executable the tests start directly.
 """
 

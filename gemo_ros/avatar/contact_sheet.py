@@ -98,6 +98,8 @@ def main(argv: Sequence[str] = None) -> int:
                         help="a second avatar (e.g. toon) shown beside each tile")
     parser.add_argument("--out", default="docs/contact_sheets")
     parser.add_argument("--tile", type=int, default=160)
+    parser.add_argument("--view-tile", type=int, default=256,
+                        help="tile of the views with --compare (judged at panel size)")
     parser.add_argument("--cols", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -124,7 +126,7 @@ def _compare(avatar, other, args) -> int:
     suffix = f"_vs_{names[1]}"
     rows = []
     for av, name in ((avatar, names[0]), (other, names[1])):
-        tiles, labels = render_views(av, tile=args.tile)
+        tiles, labels = render_views(av, tile=args.view_tile)
         rows.append((tiles, [f"{text} ({name})" for text in labels]))
     views = os.path.join(args.out, f"neutral_views{suffix}.png")
     save_png(label_tiles(rows[0][0] + rows[1][0], rows[0][1] + rows[1][1],

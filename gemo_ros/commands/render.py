@@ -81,7 +81,8 @@ def parse_expression(text: str) -> Dict[str, float]:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``gemo render`` arguments."""
     parser.add_argument("--avatar", default="default",
-                        help="'default' (embedded head) or an avatar .safetensors file")
+                        help="'default' (embedded human head), 'toon' (the stylised head) "
+                        "or an avatar .safetensors file")
     parser.add_argument("--expression", default="",
                         help="ARKit weights, e.g. jawOpen=0.8,mouthSmileLeft=0.5")
     parser.add_argument("--yaw", type=float, default=0.0,
