@@ -43,6 +43,20 @@ def test_interface_definitions_match_the_released_audio_common_msgs() -> None:
                       ["string", "coding_format"]]
 
 
+def test_interface_definitions_match_the_released_hri_msgs_expression() -> None:
+    lines = [ln.split("#")[0].split() for ln in
+             _read("interfaces/hri_msgs/msg/Expression.msg").splitlines()]
+    lines = [ln for ln in lines if ln]
+    fields = [ln for ln in lines if "=" not in ln[1]]
+    constants = {ln[1].split("=")[0]: ln[1].split("=")[1].strip('"') for ln in lines
+                 if "=" in ln[1]}
+    assert fields == [["std_msgs/Header", "header"], ["string", "expression"],
+                      ["float32", "valence"], ["float32", "arousal"],
+                      ["float32", "confidence"]]
+    assert len(constants) == 25 and all(k.lower() == v for k, v in constants.items())
+    assert {"NEUTRAL", "HAPPY", "SAD", "ANGRY", "SURPRISED", "SCARED"} <= set(constants)
+
+
 def test_nothing_below_the_node_imports_rclpy() -> None:
     import subprocess
     import sys
