@@ -19,7 +19,7 @@
 #   cuda_tests        pytest -m cuda on the test files that carry the mark (parity at 1e-4)
 #   reference_parity  test/render/test_torch_backend_gsplat_reference.py (gsplat's PyTorch reference; CPU)
 #   pipeline          bench/pipeline.py on cuda, 256 and 512 px, all Gaussians (--lod 0)
-#   head_compile      the engine's frame with the head eager and torch.compile'd (CUDA graphs):
+#   head_compile      the engine's frame, head step eager, CUDA graph, torch.compile (reduce-overhead):
 #                     ms per frame and stage, image difference, host syncs (when budget allows)
 #   soak              bench/soak.py: the node for 2 minutes at 512 px on cuda; where ROS 2
 #                     does not import (the lent machines), the same soak of the engine and
@@ -343,7 +343,7 @@ else
     skip_step head_compile "budget kept for the soak (${CLEFT} s spare); run alone: python bench/gpu_check.py compile"
   else
     [ "$CLEFT" -gt 150 ] && CLEFT=150
-    run_step head_compile "$CLEFT" "engine frame, head eager vs torch.compile, 512 px, all Gaussians" -- \
+    run_step head_compile "$CLEFT" "engine frame, head eager vs CUDA graph vs torch.compile, 512 px, all Gaussians" -- \
       "$PY" bench/gpu_check.py compile --size 512 --frames "$([ "$QUICK" = 1 ] && echo 30 || echo 100)" \
       --json "$RAWP/compile.json"
   fi

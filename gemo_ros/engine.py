@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -78,9 +78,10 @@ class EngineConfig:
     ``camera_yaw_deg``, ``camera_pitch_deg``, ``camera_distance``, ``camera_fov_deg`` and
     ``background`` (0-255 RGB) for the camera's fields (:func:`camera_settings`).
     ``max_gaussians``: level of detail (-1 auto: all on CUDA, CPU_MAX_GAUSSIANS on CPU;
-    0 all). ``threads``: torch CPU threads (0 = torch's default). ``compile``:
-    ``torch.compile`` the head step (CUDA graphs on a GPU; :meth:`TalkingHead.enable_compile
-    <gemo_ros.pipeline.TalkingHead.enable_compile>`), off until measured on a GPU.
+    0 all). ``threads``: torch CPU threads (0 = torch's default). ``compile``: the head
+    step as a CUDA graph or ``torch.compile``'d: False/"off", True/"auto", "cudagraph",
+    "reduce-overhead", "default" (:func:`gemo_ros.pipeline.compile_mode`); off until
+    measured on a GPU.
     """
 
     width: int = 256
@@ -98,7 +99,7 @@ class EngineConfig:
     emotion: str = "neutral"
     max_gaussians: int = -1
     threads: int = 0
-    compile: bool = False
+    compile: Union[bool, str] = False
     idle: IdleConfig = field(default_factory=IdleConfig)
 
     def updated(self, **changes: Any) -> "EngineConfig":
@@ -127,6 +128,9 @@ class EngineConfig:
         if not 0.0 <= self.default_intensity <= 1.0:
             raise ValueError(f"default_intensity must be in [0, 1], got {self.default_intensity}")
         emotion_index(self.emotion)
+        from gemo_ros.pipeline import compile_mode
+
+        compile_mode(self.compile, "cpu")  # a bad name raises here, not at start-up
 
 
 @dataclass

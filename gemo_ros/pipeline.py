@@ -38,6 +38,67 @@ LOG = logging.getLogger(__name__)
 
 Emotion = Union[int, str]
 
+#: Modes of :meth:`TalkingHead.enable_compile`: a CUDA graph of the eager head step, or one
+#: of ``torch.compile``'s modes.
+COMPILE_MODES = ("cudagraph", "reduce-overhead", "default", "max-autotune")
+
+
+def compile_mode(value: Union[bool, str, None], device: Union[str, torch.device]
+                 ) -> Optional[str]:
+    """Normalise a compile setting: None (off) or one of :data:`COMPILE_MODES`.
+
+    ``False``, ``""``, ``"off"``, ``"none"``: off; ``True`` / ``"auto"``:
+    ``"reduce-overhead"`` on CUDA, ``"default"`` elsewhere. Raises ValueError on other names.
+    """
+    if value is None or value is False:
+        return None
+    name = "auto" if value is True else str(value).strip().lower()
+    if name in ("", "off", "none", "false"):
+        return None
+    if name in ("auto", "true", "on"):
+        return "reduce-overhead" if torch.device(device).type == "cuda" else "default"
+    if name not in COMPILE_MODES:
+        raise ValueError(f"compile must be off, auto or one of {', '.join(COMPILE_MODES)}; "
+                         f"got {value!r}")
+    return name
+
+
+class _CudaGraphStep:
+    """A function of tensors captured once per input signature as a CUDA graph and replayed.
+
+    The function must make no host sync (the frame's head step makes none:
+    ``test/test_pipeline_host_syncs.py``). Inputs are copied into static buffers; the
+    outputs are the graph's own buffers, overwritten by the next replay.
+    """
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.graphs: Dict[Tuple, Tuple[Any, List[Any], Any]] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        tensors = [a if torch.is_tensor(a) else None for a in args]
+        key = tuple((tuple(a.shape), a.dtype) if torch.is_tensor(a) else a for a in args)
+        entry = self.graphs.get(key)
+        if entry is None:
+            static = [a.clone() if torch.is_tensor(a) else a for a in args]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up fills every lazy cache before capture
+                for _ in range(2):
+                    self.fn(*static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: the audio thread may use the GPU while this thread captures
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                out = self.fn(*static)
+            entry = self.graphs[key] = (graph, static, out)
+        graph, static, out = entry
+        for dst, src in zip(static, tensors):
+            if src is not None:
+                dst.copy_(src)
+        graph.replay()
+        return out
+
 
 @dataclass
 class Frame:
@@ -215,14 +276,15 @@ class TalkingHead:
         emotion_geometry: without a residual, drive the avatar with ``psi_e`` instead of
             ``psi_n`` (so emotions still show); with a residual the method's ``psi_n`` +
             offsets is used.
-        compile: ``torch.compile`` the head step of :meth:`frame` (see
-            :meth:`enable_compile`); off by default until a GPU run has measured it.
+        compile: run the head step of :meth:`frame` as a CUDA graph or ``torch.compile``'d
+            (:func:`compile_mode`, :meth:`enable_compile`); off by default until a GPU run
+            has measured it.
     """
 
     def __init__(self, avatar: Any, a2e: Any = None, residual: Any = None,
                  settings: Optional[RenderSettings] = None,
                  device: Union[str, torch.device] = "cpu",
-                 emotion_geometry: bool = True, compile: bool = False) -> None:
+                 emotion_geometry: bool = True, compile: Union[bool, str] = False) -> None:
         self.device = torch.device(device)
         self.avatar = avatar.to(self.device).eval() if hasattr(avatar, "to") else avatar
         self.face_model = face_model_of(self.avatar)
@@ -239,25 +301,39 @@ class TalkingHead:
             self._binding = self.residual.bind(self._canonical, frames=binding_frames(avatar))
         self._num_expr = len(getattr(self.face_model, "expression_names", ())) or 52
         self._step = self._head_step
-        self.compiled = False
-        if compile:
-            self.enable_compile()
+        #: the compile mode in use (None: eager)
+        self.compiled: Optional[str] = None
+        mode = compile_mode(compile, self.device)
+        if mode is not None:
+            self.enable_compile(mode)
 
     # ------------------------------------------------------------------ torch.compile
-    def enable_compile(self, mode: Optional[str] = None) -> None:
-        """Run the head step of :meth:`frame` (blendshapes, residual, posing) compiled.
+    def enable_compile(self, mode: Optional[str] = "auto") -> None:
+        """Run the head step of :meth:`frame` (blendshapes, residual, posing) faster.
 
-        ``mode``: ``torch.compile``'s; default ``"reduce-overhead"`` on CUDA (inductor
-        kernels replayed as CUDA graphs: one launch instead of hundreds of small ones) and
-        ``"default"`` elsewhere. Compiling happens on the first frames (seconds on a GPU,
-        minutes on a CPU); if it fails the head logs a warning and runs eagerly. With CUDA
-        graphs a frame's ``Frame.gaussians`` / ``offsets`` are overwritten by the next
-        frame (the renderer has used them by then): clone them to keep them.
+        ``mode`` (:func:`compile_mode`): ``"cudagraph"`` captures the eager step once per
+        input shape as a CUDA graph (one launch instead of hundreds of small ones; possible
+        because the step makes no host sync); a ``torch.compile`` mode compiles it with
+        inductor (``"reduce-overhead"`` also replays CUDA graphs). ``"auto"``:
+        ``"reduce-overhead"`` on CUDA, ``"default"`` elsewhere. The work happens on the first
+        frames (seconds on a GPU, minutes for inductor on a CPU); if it fails the head logs a
+        warning and runs eagerly. With CUDA graphs a frame's ``Frame.gaussians`` /
+        ``offsets`` are overwritten by the next frame (the renderer has used them by then):
+        clone them to keep them.
         """
+        mode = compile_mode(mode, self.device)
         if mode is None:
-            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-        self._step = torch.compile(self._head_step, mode=mode, dynamic=False)
-        self.compiled = True
+            self._step, self.compiled = self._head_step, None
+            return
+        if mode == "cudagraph":
+            if self.device.type != "cuda":
+                LOG.warning("compile mode cudagraph needs CUDA; the head runs eagerly on %s",
+                            self.device)
+                return
+            self._step = _CudaGraphStep(self._head_step)
+        else:
+            self._step = torch.compile(self._head_step, mode=mode, dynamic=False)
+        self.compiled = mode
 
     def _head_step(self, pn: torch.Tensor, pe: torch.Tensor, f: Optional[torch.Tensor],
                    e: torch.Tensor, i: torch.Tensor, neck: Optional[torch.Tensor],
@@ -273,9 +349,10 @@ class TalkingHead:
         except Exception as exc:  # noqa: BLE001 - a compiler failure must not stop frames
             if self._step is self._head_step:
                 raise
-            LOG.warning("torch.compile of the head failed (%s: %s); running it eagerly",
-                        type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc) else "")
-            self._step, self.compiled = self._head_step, False
+            LOG.warning("the head step compiled as %s failed (%s: %s); running it eagerly",
+                        self.compiled, type(exc).__name__,
+                        str(exc).splitlines()[0][:300] if str(exc) else "")
+            self._step, self.compiled = self._head_step, None
             out = self._step(*args)
         from gemo_ros.avatar.model import Gaussians
 

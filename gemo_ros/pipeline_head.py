@@ -35,7 +35,7 @@ class PipelineHead:
         self.device = stages.device
         self.head = TalkingHead(stages.avatar, stages.a2e, stages.residual,
                                 settings=config.camera, device=self.device,
-                                compile=bool(getattr(config, "compile", False)))
+                                compile=getattr(config, "compile", False))
         self._config = config
         self._lods: Dict[int, Any] = {}       # Gaussians -> TalkingHead, built in background
         self._lod_lock = threading.Lock()
@@ -58,8 +58,8 @@ class PipelineHead:
             "render": f"{backend} on {self.device}",
         }
         if self.head.compiled:
-            self.stages["head"] = "torch.compile (CUDA graphs)" if self.device.startswith(
-                "cuda") else "torch.compile"
+            self.stages["head"] = ("CUDA graph" if self.head.compiled == "cudagraph"
+                                   else f"torch.compile ({self.head.compiled})")
         LOG.info("stages loaded in %.1f s on %s: %s", time.perf_counter() - t0, self.device,
                  ", ".join(f"{k}={v}" for k, v in self.stages.items()))
         self._silence = self.new_stream()

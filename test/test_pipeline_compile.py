@@ -1,4 +1,4 @@
-"""The opt-in ``torch.compile`` of the head step (issue 17): same image, safe fallback."""
+"""The opt-in compiled head step (issue 17): CUDA graph or torch.compile; same image, safe."""
 
 import logging
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gemo_ros.framing import RenderSettings
-from gemo_ros.pipeline import TalkingHead, download_frame
+from gemo_ros.pipeline import TalkingHead, compile_mode, download_frame
 from gemo_ros.stages import StageSpec, load_stages
 
 
@@ -83,7 +83,46 @@ def test_engine_config_compile_reaches_the_head(monkeypatch):
     monkeypatch.setattr(torch, "compile", fake_compile)
     head = PipelineHead(EngineConfig(width=32, height=32, device="cpu", max_gaussians=500,
                                      compile=True))
-    assert head.head.compiled and seen == [{"mode": "default", "dynamic": False}]
-    assert head.stages["head"] == "torch.compile"
+    assert head.head.compiled == "default" and seen == [{"mode": "default", "dynamic": False}]
+    assert head.stages["head"] == "torch.compile (default)"
     assert not PipelineHead(EngineConfig(width=32, height=32, device="cpu",
                                          max_gaussians=500)).head.compiled
+
+
+def test_compile_settings_are_named_or_refused():
+    assert compile_mode(False, "cpu") is None and compile_mode("off", "cuda") is None
+    assert compile_mode(True, "cpu") == "default"
+    assert compile_mode("auto", "cuda") == "reduce-overhead"
+    assert compile_mode("CUDAgraph", "cuda") == "cudagraph"
+    with pytest.raises(ValueError, match="cudagraph"):
+        compile_mode("fastest", "cpu")
+    from gemo_ros.engine import EngineConfig
+
+    with pytest.raises(ValueError, match="compile"):
+        EngineConfig(compile="fastest").validate()
+
+
+def test_cudagraph_without_cuda_stays_eager_with_a_warning(stages, caplog):
+    with caplog.at_level(logging.WARNING, logger="gemo_ros.pipeline"):
+        head = _head(stages, compile="cudagraph")
+    assert head.compiled is None and "needs CUDA" in caplog.text
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("mode", ["cudagraph", "reduce-overhead"])
+def test_cuda_graph_head_gives_the_eager_image(mode):
+    st = load_stages(StageSpec("default", "default", "default", "cuda", 0))
+
+    def head(compile):
+        return TalkingHead(st.avatar, st.a2e, st.residual, device="cuda", compile=compile,
+                           settings=RenderSettings(width=128, height=128))
+
+    eager, fast = head(False), head(mode)
+    for emotion, intensity in (("happy", 0.8), ("sad", 0.5), ("happy", 0.8)):
+        psi_n, psi_e, feats = (t.cuda() for t in _inputs(eager))
+        want = download_frame(eager.frame(psi_n, psi_e, feats, emotion, intensity).image)[0]
+        got = download_frame(fast.frame(psi_n, psi_e, feats, emotion, intensity).image)[0]
+        assert fast.compiled == mode
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
