@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lead-ms", type=float, default=0.0,
                         help="train on targets this much earlier (compensates a measured "
                              "output lag; the lag per family is logged at the end)")
+    parser.add_argument("--closure-weight", type=float, default=6.0,
+                        help="extra weight of the lip-aperture loss on lip closures "
+                             "(higher: more /p b m/ closed, more false closures)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -80,11 +83,13 @@ def run(args: argparse.Namespace) -> int:
         tgts = [clip_targets(c, model.fps, hop) for c in train]
         t_ft = time.time()
         parts = finetune_decoder(model, train, tgts, args.steps, args.lr, args.seed,
-                                 batch=2 * args.batch)
+                                 batch=2 * args.batch, closure_weight=args.closure_weight)
         os.makedirs(args.out, exist_ok=True)
         out = os.path.join(args.out, "a2e.safetensors")
         info = {"command": "gemo " + " ".join(sys.argv[1:]), "seed": args.seed,
-                "decoder_steps": args.steps, "clips": len(train),
+                "init": args.init, "decoder_steps": args.steps, "clips": len(train),
+                "closure_weight": args.closure_weight,
+                "val_lag_ms_by_family": lag_by_family(model.cpu().eval(), val),
                 "train_seconds": round(time.time() - t_ft),
                 "last_loss": {k: round(v, 5) for k, v in parts.items()}}
         model.cpu().eval().save(out, extra=info)
@@ -125,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                  for x in _batch(train, targets, idx, rng, model, True, args.crop)]
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss, parts = a2e_loss(model, *batch, weights)
+        loss, parts = a2e_loss(model, *batch, weights, args.closure_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -487,13 +487,14 @@ def _batch(clips: Sequence[PhoneClip], targets: Sequence[np.ndarray], idx: Seque
             torch.from_numpy(emos), torch.from_numpy(inten), torch.from_numpy(mask))
 
 
-def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights):
+def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights,
+                 closure_weight: float = 6.0):
     """Loss of the decoder outputs for encoder features ``[B, T, D]``.
 
     Weighted L1 on the neutral and the sampled emotional outputs, an L1 velocity term, and
     a lip-aperture term ``|relu(aperture) - target|`` (:func:`lip_aperture`) weighted up to
-    7x on lip closures (rare, short events that a plain L1 loss learns to ignore) and up to
-    ~2.4x on open vowels (which an L1 fit under-opens).
+    ``1 + closure_weight`` on lip closures (rare, short events that a plain L1 loss learns
+    to ignore) and up to ~2.4x on open vowels (which an L1 fit under-opens).
 
     Returns (loss, dict of float parts).
     """
@@ -516,7 +517,7 @@ def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights):
 
     closure = (neutral[..., close] / neutral[..., jaw].clamp(min=1e-3)).clamp(0.0, 1.0)
     # Closures are rare and short, open vowels are what an L1 fit under-opens: both weigh.
-    w_ap = (1.0 + 6.0 * closure + 2.0 * aperture(neutral)) * mask
+    w_ap = (1.0 + closure_weight * closure + 2.0 * aperture(neutral)) * mask
     l_ap = ((aperture(base) - aperture(neutral)).abs() * w_ap).sum() / w_ap.sum()
     # Emotional outputs: decode the same features with each sampled emotion.
     ne = emos.shape[1]
@@ -530,13 +531,16 @@ def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights):
                   "velocity": float(l_vel.detach()), "aperture": float(l_ap.detach())}
 
 
-def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights):
+def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights,
+             closure_weight: float = 6.0):
     """Encode ``wave [B, S]`` and return :func:`decoder_loss` of the features."""
-    return decoder_loss(model, model.encode(wave), neutral, emo, emos, inten, mask, weights)
+    return decoder_loss(model, model.encode(wave), neutral, emo, emos, inten, mask, weights,
+                        closure_weight)
 
 
 def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.ndarray],
-                     steps: int, lr: float, seed: int, batch: int = 32):
+                     steps: int, lr: float, seed: int, batch: int = 32,
+                     closure_weight: float = 6.0):
     """Train only the decoder on cached encoder features of augmented clips (fast).
 
     Each clip is augmented once, encoded once (no gradient), then the decoder heads take
@@ -580,7 +584,8 @@ def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.nda
             g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
         loss, parts = decoder_loss(model, f, torch.from_numpy(neutral), torch.from_numpy(emo),
                                    torch.from_numpy(emos), torch.from_numpy(inten),
-                                   torch.from_numpy(mask), weights)
+                                   torch.from_numpy(mask), weights,
+                                   closure_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
