@@ -7,7 +7,9 @@ writes ``neutral_views.png`` (yaw -60/-30/0/30/60) and ``blendshapes.png`` (each
 ARKit blendshapes at weight 1, one labelled tile each). With ``--compare OTHER`` each tile
 of ``--avatar`` gets the same view of OTHER beside it (views: one row per avatar; the
 blendshapes: pairs), written as ``neutral_views_vs_OTHER.png`` and
-``blendshapes_vs_OTHER.png``.
+``blendshapes_vs_OTHER.png``, and ``level_of_detail_vs_OTHER.png``: both at the CPU level of
+detail (``--lod``, 12000 Gaussians as on the node's CPU, i.e. about equal render cost) and
+in full, at the node's panel framing.
 """
 
 import argparse
@@ -98,6 +100,8 @@ def main(argv: Sequence[str] = None) -> int:
                         help="a second avatar (e.g. toon) shown beside each tile")
     parser.add_argument("--out", default="docs/contact_sheets")
     parser.add_argument("--tile", type=int, default=160)
+    parser.add_argument("--lod", type=int, default=12000,
+                        help="Gaussians of the level-of-detail sheet with --compare")
     parser.add_argument("--view-tile", type=int, default=256,
                         help="tile of the views with --compare (judged at panel size)")
     parser.add_argument("--cols", type=int, default=8)
@@ -140,8 +144,28 @@ def _compare(avatar, other, args) -> int:
     tiles, labels = interleave(shapes[0], shapes[1], labels, names)
     sheet = os.path.join(args.out, f"blendshapes{suffix}.png")
     save_png(label_tiles(tiles, labels, cols=2 * (args.cols // 2)), sheet)
-    print(f"wrote {views} and {sheet}")
+    lod = os.path.join(args.out, f"level_of_detail{suffix}.png")
+    save_png(label_tiles(*lod_tiles((avatar, other), names, args.lod, args.view_tile),
+                         cols=4), lod)
+    print(f"wrote {views}, {sheet} and {lod}")
     return 0
+
+
+def lod_tiles(avatars: Sequence, names: Sequence[str], lod: int, tile: int
+              ) -> Tuple[List[np.ndarray], List[str]]:
+    """Each avatar at ``lod`` Gaussians and in full, yaw 0 and 30, at the panel framing."""
+    from gemo_ros.avatar.model import level_of_detail
+    from gemo_ros.framing import ROBOT_PANEL
+
+    tiles, labels = [], []
+    for av, name in zip(avatars, names):
+        for model in (level_of_detail(av, lod), av):
+            for yaw in (0.0, 30.0):
+                expr = model.expression_vector({"mouthSmileLeft": 0.3, "mouthSmileRight": 0.3})
+                tiles.append(render_frame(model, expr, replace(ROBOT_PANEL, width=tile,
+                                                               height=tile, yaw_deg=yaw)))
+                labels.append(f"{name} {model.num_gaussians} yaw {yaw:+.0f}")
+    return tiles, labels
 
 
 if __name__ == "__main__":

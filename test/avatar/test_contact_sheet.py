@@ -28,3 +28,16 @@ def test_comparison_pairs_each_tile_with_the_other_avatars_tile():
     assert [int(t.max()) for t in tiles] == [0, 1, 0, 1]
     assert labels == ["jawOpen (default)", "jawOpen (toon)", "neutral (default)",
                       "neutral (toon)"]
+
+
+def test_level_of_detail_tiles_show_each_avatar_reduced_and_full():
+    import torch
+
+    from gemo_ros.avatar.contact_sheet import lod_tiles
+    from gemo_ros.avatar.procedural import build_default_avatar
+
+    torch.manual_seed(0)
+    av = build_default_avatar(num_gaussians=800, seed=0)
+    tiles, labels = lod_tiles([av], ["toon"], 200, 24)
+    assert len(tiles) == 4 and tiles[0].shape == (24, 24, 3)
+    assert labels[0].startswith("toon 200 ") and labels[2].startswith(f"toon {av.num_gaussians} ")
