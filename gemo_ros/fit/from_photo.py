@@ -88,6 +88,7 @@ class FromPhotoConfig:
         refine_steps: photometric refinement steps (0: none).
         refine_size: image side of the refinement (pixels).
         lambda_ssim: SSIM weight of the Stage 1 loss.
+        refill_after_refine: recompute the fill of half-seen skin from the refined colours.
         refine_lr: Adam step of the colours.
         seed: the procedural head's sampling seed.
         fit: landmark fit settings.
@@ -101,6 +102,7 @@ class FromPhotoConfig:
     refine_steps: int = 30
     refine_size: int = 256
     lambda_ssim: float = 0.2
+    refill_after_refine: bool = False
     refine_lr: float = 0.01
     seed: int = 0
     fit: FitConfig = field(default_factory=FitConfig)
@@ -289,8 +291,10 @@ def avatar_from_photo(image: np.ndarray, config: Optional[FromPhotoConfig] = Non
         stats_hair = 0.0
     mirror = mirror_index(avatar, groups.photo)
     default = avatar.params["color"].detach().cpu().numpy()
-    with torch.no_grad():
-        neutral = avatar.canonical_means().cpu().numpy()
+    # The skin-tone fill uses the face-wide tone: a local tone (blend_colours with the
+    # Gaussians' positions) was measured worse on synthetic heads (docs/from_photo.md): it
+    # carries the default's features (brows, lips) that the photo has elsewhere.
+    neutral = None
     new, stats = blend_colours(default, groups, colour, conf, mirror, hair_colour, neutral)
     stats["fringe_gaussians"] = stats_hair
     with torch.no_grad():
@@ -312,6 +316,7 @@ def avatar_from_photo(image: np.ndarray, config: Optional[FromPhotoConfig] = Non
             avatar, expr, fit.viewmat, K, small.astype(np.float32) / 255.0, mask,
             groups.photo & (conf > 0.05), cfg.refine_steps, cfg.refine_lr, cfg.lambda_ssim,
             progress=lambda i: say("refine", 0.45 + 0.55 * i / cfg.refine_steps)))
+    if cfg.refine_steps > 0 and cfg.refill_after_refine:
         # The fill of what the photo did not see follows the refined colours (no seam).
         refined = avatar.params["color"].detach().cpu().numpy()
         again, _ = blend_colours(default, groups, refined, conf, mirror, hair_colour, neutral)
