@@ -1,29 +1,36 @@
 """The README's robot commands, run for real against avatar_node: ros2 launch, param, topic.
 
 ``ros2 launch gemo_ros avatar.launch.py`` with every launch argument (namespace, device,
-config, avatar), ``ros2 param get/set`` at run time (a camera yaw change changes the image,
-an out-of-range value is refused), ``ros2 topic pub --once .../emotion`` (face/state
-follows), ``ros2 topic echo`` and ``ros2 topic hz`` on the node's topics, and Ctrl-C (SIGINT
-to the launch's process group, as a terminal sends it) ends the launch and the node cleanly.
+config, avatar, and panel:=web with panel_port: the web panel, in the same namespace, serves
+the page and an MJPEG stream of this face), ``ros2 param get/set`` at run time (a camera
+yaw change changes the image, an out-of-range value is refused), ``ros2 topic pub --once
+.../emotion`` (face/state follows), ``ros2 topic echo`` and ``ros2 topic hz`` on the node's
+topics, and Ctrl-C (SIGINT to the launch's process group, as a terminal sends it) ends the
+launch, the node and the panel cleanly.
 
 The ROS 2 command line comes from the ROS installation on a robot; scripts/setup.sh installs
 it from ../shared/ros2-cli (or $GEMO_ROS2_CLI) where that folder exists. Without it these
 tests skip, saying so. Each module run uses its own ROS_DOMAIN_ID and namespace.
 """
 
+import io
 import json
 import os
 import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 pytest.importorskip("rclpy")
 pytest.importorskip("sensor_msgs.msg")
@@ -87,8 +94,16 @@ def namespace() -> str:
 
 
 @pytest.fixture(scope="module")
-def launch(env: dict, registered: str, namespace: str, tmp_path_factory):
-    """Start ``ros2 launch gemo_ros avatar.launch.py`` with all four arguments.
+def panel_port() -> int:
+    """Return a TCP port that is free on 127.0.0.1 now (for ``panel_port:=``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def launch(env: dict, registered: str, namespace: str, panel_port: int, tmp_path_factory):
+    """Start ``ros2 launch gemo_ros avatar.launch.py`` with every argument (panel:=web).
 
     The parameter file (``config:=``) is the installed one with a small, slow image and
     the idle motion off, so that frames change only when the test changes something.
@@ -104,7 +119,8 @@ def launch(env: dict, registered: str, namespace: str, tmp_path_factory):
     (tmp / "small.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     log = tmp / "launch.log"
     cmd = ["ros2", "launch", "gemo_ros", "avatar.launch.py", f"namespace:={namespace}",
-           "device:=cpu", f"config:={tmp / 'small.yaml'}", f"avatar:={AVATAR}"]
+           "device:=cpu", f"config:={tmp / 'small.yaml'}", f"avatar:={AVATAR}", "panel:=web",
+           f"panel_port:={panel_port}"]
     with open(log, "w") as out:
         # its own process group: Ctrl-C in a terminal signals the launch and the node
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -140,11 +156,12 @@ def param_get(env: dict, node: str, name: str) -> str:
 
 def test_ros2_launch_starts_the_node_with_every_launch_argument(env, launch, watch, namespace):
     node = f"/{namespace}/avatar_node"
+    panel = f"/{namespace}/face_panel"  # panel:= starts it in the launch's namespace
     for _ in range(10):  # without the daemon, each call discovers the graph afresh
         nodes = cli(env, "node", "list", "--no-daemon", "--spin-time", "2").stdout.split()
-        if node in nodes:
+        if node in nodes and panel in nodes:
             break
-    assert node in nodes
+    assert node in nodes and panel in nodes, nodes
     frame = watch.wait_frames(1, timeout=30.0)[0]
     assert frame.shape == (SIZE, SIZE, 3)                      # config:= (our file)
     assert param_get(env, node, "width") == f"Integer value is: {SIZE}"
@@ -162,6 +179,55 @@ def _still(watch: FaceWatch) -> np.ndarray:
         if np.abs(a - b).mean() < 0.5:
             return b
     raise AssertionError("the face never came to rest with idle motion off")
+
+
+def _get(url: str, timeout: float = 60.0) -> bytes:
+    """GET ``url`` once the server answers (it starts beside the node); return the body."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.read()
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.5)
+
+
+def _first_mjpeg_frame(url: str) -> bytes:
+    """Read the first part of a multipart/x-mixed-replace stream; return its JPEG bytes."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.headers.get_content_type() == "multipart/x-mixed-replace"
+        boundary = response.headers.get_param("boundary")
+        assert response.readline().strip() == f"--{boundary}".encode()
+        headers = {}
+        while (line := response.readline().strip()):
+            key, _, value = line.decode().partition(":")
+            headers[key.strip().lower()] = value.strip()
+        assert headers["content-type"] == "image/jpeg", headers
+        return response.read(int(headers["content-length"]))
+
+
+def test_launch_panel_web_serves_the_page_and_a_stream_of_this_face(launch, watch, namespace,
+                                                                    panel_port):
+    base = f"http://127.0.0.1:{panel_port}/"
+    page = _get(base).decode()
+    # the page names the topic the panel follows: the launch's namespace moved it
+    assert f"waiting for /{namespace}/face/image" in page, page[:2000]
+    assert 'src="stream.mjpg"' in page
+    face = _still(watch)
+    jpeg = _first_mjpeg_frame(base + "stream.mjpg")
+    image = Image.open(io.BytesIO(jpeg))
+    assert image.format == "JPEG" and image.size == (SIZE, SIZE)
+    shown = np.asarray(image.convert("RGB"), dtype=np.float32)
+    # the same face the node publishes (idle motion off: it is at rest), up to JPEG loss
+    diff = np.abs(shown - face).mean()
+    content = np.abs(face - face.reshape(-1, 3).mean(axis=0)).mean()  # vs. a flat image
+    print(f"panel frame vs face/image: mean abs difference {diff:.2f} levels "
+          f"(the face's own contrast: {content:.2f})")
+    assert diff < min(6.0, content / 3), f"the panel shows another image ({diff:.1f} levels)"
+    status = json.loads(_get(base + "status"))
+    assert status["frames"] > 0 and status["topic"] == f"/{namespace}/face/image", status
 
 
 def test_ros2_param_set_changes_the_camera_and_refuses_an_out_of_range_yaw(env, watch,
@@ -222,7 +288,7 @@ def test_ros2_topic_hz_measures_the_image_rate(env, watch, namespace, tmp_path):
     assert all(0.0 < r < 1.5 * FPS for r in rates)
 
 
-def test_ctrl_c_ends_the_launch_and_the_node_cleanly(launch, watch):
+def test_ctrl_c_ends_the_launch_the_node_and_the_panel_cleanly(launch, watch, panel_port):
     proc, log = launch
     assert proc.poll() is None, log.read_text()
     start = time.monotonic()
@@ -232,5 +298,8 @@ def test_ctrl_c_ends_the_launch_and_the_node_cleanly(launch, watch):
     text = log.read_text()
     print(f"ros2 launch ended {took:.1f} s after SIGINT, exit code {code}")
     assert code == 0, text
-    assert re.search(r"\[avatar_node-1\]: process has finished cleanly", text), text
+    for executable in ("avatar_node", "face_panel"):
+        assert re.search(rf"\[{executable}-\d+\]: process has finished cleanly", text), text
     assert "Traceback" not in text, text
+    with pytest.raises(ConnectionError):  # the panel closed its port
+        socket.create_connection(("127.0.0.1", panel_port), timeout=5).close()
