@@ -210,9 +210,12 @@ def _surface_weights(L: _Layout) -> np.ndarray:
     # Lower lashes read as a dotted line at panel sizes: only the upper ones are kept.
     lash = np.char.startswith(L.tri_part, "eyelashes")
     dens = np.where(lash & (c[:, 1] < 0.0), 0.0, dens)
-    # The mouth socket: only its front can be seen through the lips.
+    # The mouth socket: only its front can be seen through the lips; back teeth, back gums
+    # and the root of the tongue hardly ever (they would cost render time for nothing).
     sock = L.tri_part == "mouth_socket"
     dens = np.where(sock, dens * smoothstep(0.06, 0.085, c[:, 2]), dens)
+    inner = np.isin(L.tri_part, ["teeth", "gums_tongue"])
+    dens = np.where(inner, dens * (0.1 + 0.9 * smoothstep(0.060, 0.082, c[:, 2])), dens)
     return L.area * dens
 
 
@@ -266,7 +269,7 @@ def _paint_surface(p: np.ndarray, nrm: np.ndarray, cav: np.ndarray, part: np.nda
     ax = np.abs(x)
     n = len(p)
     col = np.tile(SKIN, (n, 1))
-    opa = np.full(n, 0.98)
+    opa = np.full(n, 0.995)   # near 1: pixels saturate after fewer splats (cheaper)
     skin = np.isin(part, ["face", "head"])
 
     def g2(cx: float, cy: float, sx: float, sy: float) -> np.ndarray:
@@ -398,8 +401,8 @@ def _hair(L: _Layout, n: int, rng: np.random.Generator):
     k = L.k[fidx]
     xyz = np.zeros((len(fidx), 3))
     xyz[:, 2] = out * lift / k
-    sig_u = 2.6 * spacing * (0.4 + 0.6 * cover)
-    sig_v = 0.42 * spacing
+    sig_u = 1.8 * spacing * (0.4 + 0.6 * cover)
+    sig_v = 0.5 * spacing
     sig_n = 0.45 * spacing
     # Colour: dark roots, lighter, warmer tips on the outer layer; streaks along strands.
     streak = value_noise(p * np.array([1.0, 1.0, 1.0]) + 0.004 * layer[:, None] * flow, 0.0018,
@@ -410,7 +413,7 @@ def _hair(L: _Layout, n: int, rng: np.random.Generator):
     sheen = 0.22 * np.exp(-0.5 * ((ndl - 0.75) / 0.12) ** 2) * layer
     col = HAIR * ((0.70 + 0.45 * layer) * (1 + 0.22 * streak) * shade)[:, None]
     col = col + sheen[:, None] * np.array([0.9, 0.75, 0.55])
-    opa = 0.92 * (0.55 + 0.45 * cover)
+    opa = 0.99 * (0.6 + 0.4 * cover)
     return fidx, bary, xyz, angle, sig_u, sig_v, sig_n, np.clip(col, 0, 1), opa
 
 
