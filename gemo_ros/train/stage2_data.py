@@ -149,8 +149,11 @@ def _line_profile(t: torch.Tensor, width: float, ridge: float,
 
 def _polyline_distance(p2: torch.Tensor, pts: torch.Tensor
                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Distance ``[N]`` of 2-D points to a polyline ``[M, 2]``, the side (cross sign) and
-    the arc-length fraction (0..1) of the nearest point."""
+    """Distance ``[N]`` of 2-D points to a polyline ``[M, 2]``, with side and position.
+
+    Returns ``(distance, side, fraction)``: the side is the sign of the cross product with
+    the nearest segment, the fraction the arc length (0..1) of the nearest point.
+    """
     a, b = pts[:-1], pts[1:]
     ab = b - a                                                     # [S, 2]
     ap = p2[:, None, :] - a[None]                                  # [N, S, 2]
@@ -289,8 +292,11 @@ class EmotionTeacher:
 
     @staticmethod
     def _surface(avatar: Any, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Outward unit normal ``[N, 3]`` of each Gaussian's triangle on the neutral mesh and
-        how far ``[N]`` (metres) the Gaussian sits off its binding point (hair floats)."""
+        """Return the outward unit normal ``[N, 3]`` of each Gaussian's triangle, and lift.
+
+        The lift ``[N]`` is how far (metres) the Gaussian sits off its binding point on the
+        neutral mesh (hair floats above the scalp).
+        """
         face = avatar.face
         bound = face.faces.cpu()[avatar.binding_faces.long().cpu()]
         tri = face.vertices.detach().float().cpu()[bound]
