@@ -41,11 +41,12 @@ def test_config_has_a_comment_for_every_parameter():
             assert lines[i - 1].strip().startswith("#"), f"no comment above {stripped!r}"
 
 
-def test_launch_file_declares_config_device_avatar_and_namespace():
+def test_launch_file_declares_config_device_avatar_namespace_and_panel():
     tree = ast.parse((ROOT / "launch" / "avatar.launch.py").read_text())
     declared = {node.args[0].value for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") ==
                 "DeclareLaunchArgument"}
-    assert declared == {"config", "device", "avatar", "namespace"}
+    assert declared == {"config", "device", "avatar", "namespace", "panel", "panel_host",
+                        "panel_port"}
     text = (ROOT / "launch" / "avatar.launch.py").read_text()
     assert 'executable="avatar_node"' in text
