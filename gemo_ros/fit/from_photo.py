@@ -62,7 +62,7 @@ def _project_means(avatar: GaussianAvatar, expr: torch.Tensor, fit: FitResult) -
 
 
 def _raised_outline(outline: np.ndarray, lm: np.ndarray) -> np.ndarray:
-    """The face outline with its upper half pushed up by a third of the face's height."""
+    """Return the face outline with its upper half raised by a third of the face height."""
     chin, top = lm[152, :2], lm[10, :2]
     up = (top - chin) / (np.linalg.norm(top - chin) + 1e-9)
     centre = 0.5 * (chin + top)
@@ -89,6 +89,7 @@ class FromPhotoConfig:
         refine_size: image side of the refinement (pixels).
         lambda_ssim: SSIM weight of the Stage 1 loss.
         refill_after_refine: recompute the fill of half-seen skin from the refined colours.
+        refine_prior: pull of the refinement toward the projected colours.
         refine_lr: Adam step of the colours.
         seed: the procedural head's sampling seed.
         fit: landmark fit settings.
@@ -103,6 +104,7 @@ class FromPhotoConfig:
     refine_size: int = 256
     lambda_ssim: float = 0.2
     refill_after_refine: bool = False
+    refine_prior: float = 1.0
     refine_lr: float = 0.01
     seed: int = 0
     fit: FitConfig = field(default_factory=FitConfig)
@@ -170,7 +172,7 @@ def _checked_landmarks(image: np.ndarray, cfg: FromPhotoConfig) -> np.ndarray:
 def refine_colours(avatar: GaussianAvatar, expr: torch.Tensor, viewmat: torch.Tensor,
                    K: torch.Tensor, target: np.ndarray, mask: np.ndarray,
                    trainable: np.ndarray, steps: int, lr: float = 0.01,
-                   lambda_ssim: float = 0.2,
+                   lambda_ssim: float = 0.2, prior: float = 0.0,
                    progress: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
     """Refine the neutral colours of ``trainable`` Gaussians on one view (Stage 1 loss).
 
@@ -181,6 +183,9 @@ def refine_colours(avatar: GaussianAvatar, expr: torch.Tensor, viewmat: torch.Te
         mask: ``[H, W]`` float weights: where the loss looks (the face).
         trainable: ``[N]`` bool, the Gaussians whose colour may change.
         steps: Adam steps.
+        prior: weight of a pull toward the starting colours (``prior * mean(dc^2)``): the
+            view cannot tell a colour from its neighbours' blur, so unchecked colours
+            overshoot into patterns that show from other angles.
     Returns:
         masked PSNR before and after (dB).
     """
@@ -191,6 +196,8 @@ def refine_colours(avatar: GaussianAvatar, expr: torch.Tensor, viewmat: torch.Te
     m = torch.as_tensor(mask, dtype=torch.float32)[..., None]
     train = torch.as_tensor(trainable)[:, None].float()
     colour = avatar.params["color"]
+    start = colour.detach().clone()
+    sel = torch.as_tensor(trainable)
     bg = tgt[m[..., 0] < 0.5].mean(0) if bool((m < 0.5).any()) else torch.zeros(3)
     opt = torch.optim.Adam([colour], lr=lr)
     others = [p for n, p in avatar.named_parameters() if p is not colour]
@@ -215,6 +222,8 @@ def refine_colours(avatar: GaussianAvatar, expr: torch.Tensor, viewmat: torch.Te
             # Outside the mask the target is the render itself: no loss there, for SSIM too.
             pred = rgb * m + tgt * (1 - m)
             loss = (1 - lambda_ssim) * l1_loss(pred, tgt) + lambda_ssim * (1 - ssim(pred, tgt))
+            if prior > 0 and bool(sel.any()):
+                loss = loss + prior * ((colour[sel] - start[sel]) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             colour.grad.mul_(train)
@@ -315,7 +324,7 @@ def avatar_from_photo(image: np.ndarray, config: Optional[FromPhotoConfig] = Non
         stats.update(refine_colours(
             avatar, expr, fit.viewmat, K, small.astype(np.float32) / 255.0, mask,
             groups.photo & (conf > 0.05), cfg.refine_steps, cfg.refine_lr, cfg.lambda_ssim,
-            progress=lambda i: say("refine", 0.45 + 0.55 * i / cfg.refine_steps)))
+            cfg.refine_prior, progress=lambda i: say("refine", 0.45 + 0.55 * i / cfg.refine_steps)))
     if cfg.refine_steps > 0 and cfg.refill_after_refine:
         # The fill of what the photo did not see follows the refined colours (no seam).
         refined = avatar.params["color"].detach().cpu().numpy()

@@ -78,3 +78,25 @@ def test_progress_is_reported_from_start_to_end(portrait):
     fracs = [f for _, f in seen]
     assert seen[0][0] == "landmarks" and seen[-1] == ("done", 1.0)
     assert fracs == sorted(fracs)
+
+
+def test_refinement_moves_only_trainable_colours_toward_the_view():
+    from gemo_ros.avatar.human import build_human_avatar
+    from gemo_ros.fit.from_photo import refine_colours
+    from gemo_ros.render.camera import orbit_camera
+    torch.set_num_threads(1)
+    avatar = build_human_avatar(3000)
+    vm, K = orbit_camera(0.0, 0.0, 0.7, 22.0, 64, 64)
+    target = np.zeros((64, 64, 3), np.float32)
+    target[..., 0] = 0.8                                   # a red face
+    mask = np.zeros((64, 64), np.float32)
+    mask[16:48, 20:44] = 1.0
+    trainable = np.zeros(avatar.num_gaussians, bool)
+    trainable[: avatar.num_gaussians // 2] = True
+    before = avatar.params["color"].detach().clone()
+    stats = refine_colours(avatar, torch.zeros(1, 52), vm, K, target, mask, trainable, steps=4,
+                           lr=0.05, prior=0.1)
+    after = avatar.params["color"].detach()
+    assert stats["refine_psnr_after"] > stats["refine_psnr_before"]
+    assert torch.equal(after[~torch.from_numpy(trainable)], before[~torch.from_numpy(trainable)])
+    assert avatar.params["color"].requires_grad and avatar.params["xyz"].requires_grad
