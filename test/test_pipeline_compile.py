@@ -126,3 +126,62 @@ def test_cuda_graph_head_gives_the_eager_image(mode):
         assert fast.compiled == mode
         diff = np.abs(got.astype(int) - want.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_cuda_graph_step_feeds_static_inputs_and_keys_by_signature(monkeypatch):
+    """The capture/replay wrapper's logic on a CPU, with a stand-in for CUDA graphs.
+
+    The stand-in's replay runs the captured function again on the static inputs and
+    writes into the captured outputs, as a real replay does.
+    """
+    import contextlib
+
+    from gemo_ros import pipeline
+
+    graphs = []
+
+    class FakeGraph:
+        def __init__(self):
+            graphs.append(self)
+
+    class FakeStream:
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "graph",
+                        lambda g, capture_error_mode=None: contextlib.nullcontext())
+    calls = []
+
+    def fn(x, y, flag):
+        calls.append(flag)
+        return (x * 2 + (y if y is not None else 0), {"sum": x.sum(0, keepdim=True)})
+
+    step = pipeline._CudaGraphStep(fn)
+
+    def replay_for(entry):
+        _, static, out = entry
+
+        def replay():
+            new = fn(*static)
+            out[0].copy_(new[0])
+            out[1]["sum"].copy_(new[1]["sum"])
+        return replay
+
+    FakeGraph.replay = lambda self: None  # capture's own output is right on the first call
+    a, b = torch.arange(4.0), torch.ones(4)
+    out1 = step(a, b, True)
+    torch.testing.assert_close(out1[0], a * 2 + b)
+    assert calls == [True, True, True] and len(step.graphs) == 1  # 2 warm-ups + capture
+    for entry in step.graphs.values():
+        entry[0].replay = replay_for(entry)
+    out2 = step(a + 10, b, True)  # replay with new values in the same buffers
+    torch.testing.assert_close(out2[0], (a + 10) * 2 + b)
+    torch.testing.assert_close(out2[1]["sum"], (a + 10).sum(0, keepdim=True))
+    assert out2[0] is out1[0]  # the graph's own output buffers
+    step(torch.arange(6.0), None, True)  # another signature: another graph
+    step(a, b, False)
+    assert len(step.graphs) == 3 and len(graphs) == 3
