@@ -106,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
     if args.preview:
         _preview(result, args.preview)
     s = result.stats
+    psnr = (f"face PSNR on the photo {s['refine_psnr_after']:.1f} dB"
+            if "refine_psnr_after" in s else "not refined")
     print(f"wrote {args.output} ({size / 1e6:.1f} MB, {result.avatar.num_gaussians} Gaussians) "
           f"in {time.perf_counter() - t0:.0f} s: landmark error {s['landmark_error_px']:.1f} px "
-          f"(in a {result.crop.shape[0]} px crop), head yaw {s['head_yaw_deg']:+.0f} deg, "
-          f"face PSNR on the photo {s.get('refine_psnr_after', float('nan')):.1f} dB")
+          f"(in a {result.crop.shape[0]} px crop), head yaw {s['head_yaw_deg']:+.0f} deg, {psnr}")
     print(f"use it: gemo render --avatar {args.output} ...   or   ros2 launch gemo_ros "
           f"avatar.launch.py avatar:={os.path.abspath(args.output)}")
     return 0
