@@ -262,11 +262,13 @@ def test_ros2_topic_pub_emotion_is_followed_by_face_state(env, watch, namespace)
     for _ in range(10):
         echo = cli(env, "topic", "echo", "--once", "--no-daemon", "--full-length",
                    "--field", "data", f"/{namespace}/face/state")
+        if "Could not determine the type" in echo.stderr:
+            continue  # without the daemon, discovery can miss the publisher on a busy machine
         assert echo.returncode == 0, echo.stderr
         state = json.loads(echo.stdout.split("\n---")[0])
         if state["emotion"] == "happy" and state["intensity"] == pytest.approx(0.7):
             return
-    raise AssertionError(f"ros2 topic echo face/state: {state}")
+    raise AssertionError(f"ros2 topic echo face/state: {echo.stdout} {echo.stderr}")
 
 
 def test_ros2_topic_hz_measures_the_image_rate(env, watch, namespace, tmp_path):
