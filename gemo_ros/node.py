@@ -75,6 +75,9 @@ PARAMETERS: Dict[str, Dict[str, Any]] = {
                         "12000 on a CPU), 0 = all", -1, 10_000_000, read_only=True, step=1),
     "threads": _p(0, "torch CPU threads; 0 = torch's default (all cores)", 0, 256,
                   read_only=True, step=1),
+    "gpu.compile": _p("off", "the head step on a GPU: off, auto, cudagraph, reduce-overhead or "
+                      "default (torch.compile); off until measured (bench/gpu_check.sh)",
+                      read_only=True),
     "width": _p(0, "published image width in px; 0 = auto (512 on a GPU, 256 on a CPU)",
                 0, 4096, read_only=True, step=1),
     "height": _p(0, "image height in px; 0 = same as width", 0, 4096, read_only=True, step=1),
@@ -266,6 +269,7 @@ class AvatarNode(Node):
             avatar=self._param("avatar"), a2e=self._param("a2e_model"),
             residual=self._param("residual_model"),
             max_gaussians=int(self._param("max_gaussians")), threads=int(self._param("threads")),
+            compile=str(self._param("gpu.compile")),
             camera=camera_settings(camera_yaw_deg=self._param("camera.yaw_deg"),
                                    camera_pitch_deg=self._param("camera.pitch_deg"),
                                    camera_distance=self._param("camera.distance"),

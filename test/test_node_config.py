@@ -50,3 +50,15 @@ def test_launch_file_declares_config_device_avatar_namespace_and_panel():
                         "panel_port"}
     text = (ROOT / "launch" / "avatar.launch.py").read_text()
     assert 'executable="avatar_node"' in text
+
+
+def test_gpu_compile_parameter_names_the_modes_the_pipeline_accepts():
+    node = pytest.importorskip("gemo_ros.node")
+    from gemo_ros.pipeline import compile_mode
+    spec = node.PARAMETERS["gpu.compile"]
+    assert spec["read_only"] and compile_mode(spec["default"], "cuda") is None  # off by default
+    for name in ("off", "auto", "cudagraph", "reduce-overhead", "default"):
+        assert name in spec["description"]
+        compile_mode(name, "cuda")  # every documented name is accepted
+    with pytest.raises(ValueError, match="compile must be"):
+        compile_mode("fastest", "cuda")
