@@ -3,6 +3,10 @@
     python bench/pipeline.py                      # CPU: 256 and 512 px, LOD and full avatar
     python bench/pipeline.py --sizes 256 --frames 20 --device cuda
     python bench/pipeline.py --write-docs         # also update docs/benchmarks.md ## Pipeline
+    python bench/pipeline.py --sizes 256 --lod -1 --avatar default toon default toon
+                                                  # heads compared in one run, one after another
+    python bench/pipeline.py --interleave --sizes 256 --lod -1 --avatar toon default --frames 24
+                                                  # CPU ms per frame, heads alternating per frame
 
 Stages, each timed on its own for one frame of streamed speech (median over frames):
 
@@ -16,7 +20,9 @@ Stages, each timed on its own for one frame of streamed speech (median over fram
 * ``publish``: rclpy publish of that image (no subscriber; DDS serialisation cost).
 
 End to end = ``Engine.frame`` (timeline, behaviour, all stages) + message + publish, run
-back to back, so ``achieved fps`` is the most the node could publish. Audio-in to frame-out
+back to back, so ``achieved fps`` is the most the node could publish; ``end to end CPU`` is
+the CPU time (``time.process_time``) of the same frames: on a shared machine it is what
+other jobs do not inflate, so heads are compared by it. Audio-in to frame-out
 latency = the output latency the node needs (>= the model's lookahead) + one frame time.
 """
 
@@ -94,7 +100,7 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
     sync = (torch.cuda.synchronize if str(head.device).startswith("cuda") else (lambda: None))
     emo = emotion_index("happy")
     out: Dict[str, List[float]] = {k: [] for k in ("audio", "blend", "residual", "render",
-                                                   "message", "publish", "e2e")}
+                                                   "message", "publish", "e2e", "e2e_cpu")}
 
     # --- stages on their own, on a stream fed 40 ms at a time -----------------------------
     stream = head.new_stream()
@@ -145,15 +151,18 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
         eng.feed_audio(speech[pos:pos + CHUNK], RATE, arrival_time=clock_t[0])
         pos = (pos + CHUNK) % (len(speech) - CHUNK)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         rgb, state = eng.frame(clock_t[0])
         if make_msg:
             msg = make_msg(rgb)
             publish(msg)
         sync()
         t1 = time.perf_counter()
+        c1 = time.process_time()
         clock_t[0] += 0.04
         if k >= 3:
             out["e2e"].append((t1 - t0) * 1e3)
+            out["e2e_cpu"].append((c1 - c0) * 1e3)
     res = {k: _median(v) for k, v in out.items()}
     res["gaussians"] = int(th.canonical.shape[0])
     res["fps"] = 1000.0 / res["e2e"]
@@ -163,6 +172,56 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
     res["stages"] = ", ".join(f"{k}={v}" for k, v in head.stages.items())
     res["gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20 if on_cuda else None
     return res
+
+
+def interleaved_cpu(avatars: List[str], size: int, lod: int, frames: int,
+                    stages: Dict[str, str]) -> List[Dict[str, float]]:
+    """CPU ms (``time.process_time``) per frame of residual, blend + pose and render.
+
+    The avatars take turns frame by frame on the same streamed speech (happy 0.8), so a
+    shared machine's load falls on all of them alike; medians over ``frames``.
+    """
+    import torch
+
+    from gemo_ros.emotions import emotion_index
+    from gemo_ros.engine import EngineConfig
+    from gemo_ros.pipeline_head import PipelineHead
+
+    heads = [PipelineHead(EngineConfig(width=size, height=size, device="cpu",
+                                       max_gaussians=lod, output_latency_s=0.2,
+                                       avatar=name, **stages)) for name in avatars]
+    speech, emo = _speech(), emotion_index("happy")
+    stream = heads[0].new_stream()
+    times = [{"residual": [], "blend": [], "render": []} for _ in heads]
+    pos = 0
+    for k in range(frames + 2):
+        stream.push(speech[pos:pos + CHUNK], RATE)
+        pos = (pos + CHUNK) % (len(speech) - CHUNK)
+        u = max(stream.final_until, 0.0)
+        pn = torch.as_tensor(stream.coefficients(u, 0, 0.0))[None]
+        pe = torch.as_tensor(stream.coefficients(u, emo, 0.8))[None]
+        for head, t in zip(heads, times):
+            th = head.head
+            feats = torch.as_tensor(stream.features(u, th.window))[None]
+            with torch.no_grad():
+                c0 = time.process_time()
+                offs = th.offsets(pn, pe, feats, torch.tensor([emo]), torch.tensor([0.8]))
+                c1 = time.process_time()
+                g = th.avatar(pn, offsets=offs)
+                c2 = time.process_time()
+                th.render_gaussians(g, 0, settings=th.with_settings(width=size, height=size))
+                c3 = time.process_time()
+            if k >= 2:                                   # warm-up frames excluded
+                t["residual"].append((c1 - c0) * 1e3)
+                t["blend"].append((c2 - c1) * 1e3)
+                t["render"].append((c3 - c2) * 1e3)
+    rows = []
+    for name, head, t in zip(avatars, heads, times):
+        r = {k: _median(v) for k, v in t.items()}
+        r.update(avatar=name, gaussians=int(head.head.canonical.shape[0]),
+                 total=sum(r.values()))
+        rows.append(r)
+    return rows
 
 
 def _machine(device: str) -> str:
@@ -182,27 +241,44 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--avatar", default="default")
+    parser.add_argument("--avatar", nargs="+", default=["default"],
+                        help="one or more avatars (names or files), run in this order")
     parser.add_argument("--a2e", default="default")
     parser.add_argument("--residual", default="default")
     parser.add_argument("--write-docs", action="store_true",
                         help="replace the ## Pipeline section of docs/benchmarks.md")
     parser.add_argument("--json", default=None, help="also write the rows and table here")
+    parser.add_argument("--interleave", action="store_true",
+                        help="CPU only: CPU ms of residual, blend + pose and render with the "
+                             "avatars alternating frame by frame (first size and lod)")
     args = parser.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.interleave:
+        rows = interleaved_cpu(args.avatar, args.sizes[0], args.lod[0], args.frames,
+                               dict(a2e=args.a2e, residual=args.residual))
+        print(f"Interleaved, {args.sizes[0]} px, max_gaussians {args.lod[0]}, torch threads "
+              f"{torch_threads()}, load average {os.getloadavg()[0]:.1f}; CPU ms per frame "
+              f"(medians of {args.frames}):\n")
+        print("| avatar | Gaussians | residual | blend + pose | render | sum |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['avatar']} | {r['gaussians']} | {r['residual']:.1f} | "
+                  f"{r['blend']:.1f} | {r['render']:.1f} | {r['total']:.1f} |")
+        return 0
     make_msg, publish = _ros_publisher()
     rows = []
     for lod in args.lod:
         for size in args.sizes:
-            r = bench_config(size, lod, args.device, args.frames, make_msg, publish,
-                             dict(avatar=args.avatar, a2e=args.a2e, residual=args.residual))
-            r.update(size=size, lod=lod)
-            rows.append(r)
-            print(f"{size}px {r['gaussians']} Gaussians: e2e {r['e2e']:.1f} ms "
-                  f"({r['fps']:.1f} fps)", flush=True)
+            for avatar in args.avatar:
+                r = bench_config(size, lod, args.device, args.frames, make_msg, publish,
+                                 dict(avatar=avatar, a2e=args.a2e, residual=args.residual))
+                r.update(size=size, lod=lod, avatar=avatar)
+                rows.append(r)
+                print(f"{avatar} {size}px {r['gaussians']} Gaussians: e2e {r['e2e']:.1f} ms "
+                      f"({r['fps']:.1f} fps, {r['e2e_cpu']:.1f} CPU ms)", flush=True)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     gpu_mb = (max(r["gpu_mb"] for r in rows)  # each configuration's own peak; the largest
               if args.device.startswith("cuda") else None)
@@ -229,15 +305,15 @@ def _table(rows, args, rss_mb, gpu_mb) -> str:
         f"`python bench/pipeline.py {' '.join(sys.argv[1:])}`; {when}; medians over "
         f"{args.frames} frames of streamed speech (40 ms chunks), emotion happy 0.8.",
         "",
-        "| size | Gaussians | audio model | blendshapes | residual | render | message "
-        "| publish | end to end | achieved fps | audio-to-frame latency |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| avatar | size | Gaussians | audio model | blendshapes | residual | render | message "
+        "| publish | end to end | end to end CPU | achieved fps | audio-to-frame latency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['size']} | {r['gaussians']} | {r['audio']:.1f} | {r['blend']:.1f} | "
-            f"{r['residual']:.1f} | {r['render']:.1f} | {r['message']:.2f} | "
-            f"{r['publish']:.2f} | {r['e2e']:.1f} | {r['fps']:.1f} | "
+            f"| {r['avatar']} | {r['size']} | {r['gaussians']} | {r['audio']:.1f} | "
+            f"{r['blend']:.1f} | {r['residual']:.1f} | {r['render']:.1f} | {r['message']:.2f} | "
+            f"{r['publish']:.2f} | {r['e2e']:.1f} | {r['e2e_cpu']:.1f} | {r['fps']:.1f} | "
             f"{r['latency_ms']:.0f} ms (lookahead {r['lookahead_ms']:.0f} ms) |")
     lines.append("")
     lines.append("Stages: " + "; ".join(sorted({r["stages"] for r in rows})) + ".")
