@@ -115,3 +115,25 @@ def test_missing_tensor_is_reported_by_name(small, tmp_path):
     save_file(tensors, path, metadata=meta)
     with pytest.raises(AvatarFormatError, match="g0.scale"):
         load_avatar(path)
+
+
+def test_the_toon_head_loads_by_name_and_unknown_names_are_errors():
+    toon = load_avatar("toon")
+    assert toon.face.model_type == "default" and toon.num_gaussians == 48000
+    with pytest.raises(ValueError, match="toon"):
+        default_avatar_path("nope")
+
+
+def test_an_avatar_on_a_fitted_identity_reloads_on_that_identity(tmp_path):
+    from gemo_ros.avatar.human import build_human_avatar
+    from gemo_ros.face import load_face_model
+
+    person = load_face_model("ict").with_identity([1.5, -1.0, 0.5])
+    avatar = build_human_avatar(num_gaussians=1500, seed=0, face=person)
+    path = str(tmp_path / "person.safetensors")
+    save_avatar(avatar, path, half=False)
+    back = load_avatar(path)
+    assert torch.allclose(back.face.identity[:3], torch.tensor([1.5, -1.0, 0.5]))
+    with torch.no_grad():
+        assert torch.allclose(back(torch.zeros(1, 52)).means, avatar(torch.zeros(1, 52)).means,
+                              atol=1e-6)
