@@ -27,6 +27,8 @@ COMMANDS = {
     "avatar": {
         "from-photo": ("gemo_ros.commands.avatar_from_photo",
                        "a Gaussian avatar of a person from one photo (offline)"),
+        "from-video": ("gemo_ros.commands.avatar_from_video",
+                       "a Gaussian avatar from a short video: tracking + Stage 1 (offline)"),
     },
     "eval": {
         "a2e": ("gemo_ros.commands.eval_a2e", "evaluate the audio-to-expression model"),

@@ -131,7 +131,9 @@ def _vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 
 def fit_landmarks(face, landmarks: np.ndarray, width: int, height: int,
                   embedding: Optional[LandmarkEmbedding] = None,
-                  config: Optional[FitConfig] = None) -> FitResult:
+                  config: Optional[FitConfig] = None,
+                  identity: Optional[torch.Tensor] = None,
+                  focal: Optional[float] = None) -> FitResult:
     """Fit identity, expression, head pose and focal length to detected landmarks.
 
     Args:
@@ -141,6 +143,9 @@ def fit_landmarks(face, landmarks: np.ndarray, width: int, height: int,
         width, height: image size in pixels.
         embedding: where the landmarks lie on the mesh (default: the shipped one).
         config: weights and schedule.
+        identity: ``[<= M]`` known identity coefficients, held fixed (a video tracked with
+            one identity); None fits them.
+        focal: a known focal length in pixels, held fixed; None fits it.
     Returns:
         a :class:`FitResult`.
     """
@@ -186,7 +191,7 @@ def fit_landmarks(face, landmarks: np.ndarray, width: int, height: int,
 
     # Initial camera: looking at the head from +Z (world -> OpenCV: flip Y and Z), the
     # distance from the landmarks' spread, the principal point at the image centre.
-    f0 = 0.5 * height / math.tan(math.radians(cfg.fov_deg) / 2)
+    f0 = float(focal) if focal else 0.5 * height / math.tan(math.radians(cfg.fov_deg) / 2)
     spread3 = float((pts0[~contour, :2] - pts0[~contour, :2].mean(0)).norm(dim=-1).mean())
     lm_nc = lm[~contour]
     spread2 = float((lm_nc - lm_nc.mean(0)).norm(dim=-1).mean())
@@ -202,7 +207,11 @@ def fit_landmarks(face, landmarks: np.ndarray, width: int, height: int,
     # Translation steps in decimetres: Adam's steps are about lr in every parameter's units.
     dtrans = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     log_f = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    beta = torch.zeros(modes, dtype=torch.float64, requires_grad=True)
+    beta = torch.zeros(modes, dtype=torch.float64)
+    if identity is not None:
+        given = torch.as_tensor(identity, dtype=torch.float64).reshape(-1)[:modes]
+        beta[:len(given)] = given
+    beta.requires_grad_(identity is None)
     psi = torch.zeros(face.num_expressions, dtype=torch.float64, requires_grad=True)
     w_lm = torch.where(contour, cfg.w_contour, 1.0).double()
 
@@ -250,14 +259,15 @@ def fit_landmarks(face, landmarks: np.ndarray, width: int, height: int,
     opt = torch.optim.Adam([rot, dtrans], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LinearLR(opt, 1.0, 0.1, cfg.rigid_steps)
     for _ in range(cfg.rigid_steps):
-        err, _ = residuals(False)
+        err, _ = residuals(identity is not None)
         loss = (w_lm * err).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         history.append(float(loss.detach()))
-    params = [rot, dtrans, beta, psi] + ([] if cfg.fix_focal else [log_f])
+    params = [rot, dtrans, psi] + ([beta] if identity is None else []) + \
+        ([] if (cfg.fix_focal or focal) else [log_f])
     opt = torch.optim.Adam(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LinearLR(opt, 1.0, 0.05, cfg.full_steps)
     for _ in range(cfg.full_steps):

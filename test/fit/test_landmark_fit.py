@@ -80,3 +80,14 @@ def test_bad_landmarks_are_refused(face):
         fit_landmarks(face, np.zeros((10, 2)), 100, 100, config=FAST)
     with pytest.raises(ValueError, match="degenerate"):
         fit_landmarks(face, np.zeros((478, 2)), 100, 100, config=FAST)
+
+
+def test_a_known_identity_and_focal_stay_fixed(face, synthetic):
+    beta = synthetic["beta"]
+    lm = np.zeros((478, 2))
+    emb = synthetic["emb"]
+    lm[emb.landmark_ids] = synthetic["fit"].projected        # any consistent landmarks
+    fit = fit_landmarks(face, lm, 512, 512, config=FitConfig(rigid_steps=20, full_steps=20),
+                        identity=beta, focal=1300.0)
+    assert torch.allclose(fit.identity, beta.float(), atol=1e-6)
+    assert float(fit.K[0, 0]) == pytest.approx(1300.0)
