@@ -64,19 +64,19 @@ SHEET_EMOTIONS = ("neutral", "happy", "sad", "surprised", "fear", "disgusted", "
 
 
 def _file_id(name: str, kind: str) -> str:
-    """Short sha256 of a stage file ("default" = the shipped asset), or the name."""
+    """Name and short sha256 of a stage file (a shipped name or a path), or the name."""
     if name in (None, "none"):
         return "none"
     path = name
-    if name == "default":
-        path = os.path.join(ROOT, "gemo_ros", "assets", f"{kind}_default.safetensors")
+    if not os.path.isfile(path):  # a shipped name: default, toon, ...
+        path = os.path.join(ROOT, "gemo_ros", "assets", f"{kind}_{name}.safetensors")
     if not os.path.isfile(path):
         return str(name)
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    shown = name if name == "default" else os.path.basename(path)
+    shown = name if path != name else os.path.basename(path)
     return f"{shown} (sha256 {h.hexdigest()[:12]})"
 
 
