@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.decoder_only:
         if not args.init:
             raise SystemExit("--decoder-only needs --init WEIGHTS")
-        tgts = [clip_targets(c, model.fps, hop) for c in train]
+        tgts = [clip_targets(c, model.fps, hop, args.lead_ms / 1000.0) for c in train]
         t_ft = time.time()
         parts = finetune_decoder(model, train, tgts, args.steps, args.lr, args.seed,
                                  batch=2 * args.batch, closure_weight=args.closure_weight)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         out = os.path.join(args.out, "a2e.safetensors")
         info = {"command": "gemo " + " ".join(sys.argv[1:]), "seed": args.seed,
                 "init": args.init, "decoder_steps": args.steps, "clips": len(train),
-                "closure_weight": args.closure_weight,
+                "closure_weight": args.closure_weight, "lead_ms": args.lead_ms,
                 "val_lag_ms_by_family": lag_by_family(model.cpu().eval(), val),
                 "train_seconds": round(time.time() - t_ft),
                 "last_loss": {k: round(v, 5) for k, v in parts.items()}}
