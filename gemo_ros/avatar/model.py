@@ -17,6 +17,7 @@ key          d   meaning (raw -> posed)
 Blending happens in this raw space; the emotion residual's ``offsets`` are added there too.
 """
 
+import math
 from dataclasses import dataclass, fields
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -27,7 +28,8 @@ from gemo_ros.avatar.binding import rotate_quats, triangle_frames
 from gemo_ros.face.model import FaceModel
 
 #: A level-of-detail Gaussian standing for c Gaussians grows by c ** LOD_GROWTH per axis
-#: (0.5 would keep the covered area; the even subset needs less, and less stays sharper).
+#: (0.5 would keep the covered area; the even subset needs less, and less stays sharper);
+#: reductions deeper than 4x add up to 0.05 (holes showed at 8x).
 LOD_GROWTH = 0.4
 #: Raw attribute layout, in packing order.
 ATTRIBUTE_DIMS: Dict[str, int] = {"xyz": 3, "rotation": 4, "scale": 3, "color": 3, "opacity": 1}
@@ -296,11 +298,12 @@ def level_of_detail(avatar: GaussianAvatar, max_gaussians: int, seed: int = 0) -
       clumps and holes that read as blotches): Gaussians are binned in a grid whose cell
       follows each Gaussian's own size (so dense parts such as the eyes stay denser) and one
       per cell is kept (seeded), the cell size chosen by bisection to keep about M;
-    * **merge**: every dropped Gaussian joins its nearest kept one (canonical positions);
-      a kept Gaussian takes the opacity-weighted mean colour of its members (a pre-filter:
-      fine colour detail turns into its average instead of aliasing into speckle) and grows
-      by ``members ** LOD_GROWTH`` per axis (``+LOD_GROWTH log(members)`` on the log scale)
-      so the thinner surface stays covered; its bindings and blendshape deltas are kept.
+    * **merge**: a kept Gaussian takes the opacity-weighted mean colour of the dropped
+      Gaussians of about its size that are nearest to it (a pre-filter: fine colour detail
+      turns into its average instead of aliasing into speckle, and lashes or an iris do not
+      smear into the skin) and grows by ``members ** LOD_GROWTH`` per axis, members being
+      all the Gaussians nearest to it (``+LOD_GROWTH log(members)`` on the log scale), so
+      the thinner surface stays covered; its bindings and blendshape deltas are kept.
     """
     n = int(avatar.num_gaussians)
     if max_gaussians <= 0 or n <= max_gaussians:
@@ -340,11 +343,25 @@ def level_of_detail(avatar: GaussianAvatar, max_gaussians: int, seed: int = 0) -
             break
     keep = keep[torch.randperm(keep.numel(), generator=gen)[:m]]   # exactly m (a few dropped)
     idx = keep.sort().values
-    # Nearest kept Gaussian of every Gaussian.
+    # Coverage: each kept Gaussian grows with the Gaussians nearest to it.
     from scipy.spatial import cKDTree
-    owner = torch.from_numpy(cKDTree(pos[idx].numpy()).query(pos.numpy())[1]).long()
+    dist, near_all = cKDTree(pos[idx].numpy()).query(pos.numpy())
+    nearest = torch.from_numpy(near_all).long()
+    nearest[idx] = torch.arange(m)
+    count = torch.bincount(nearest, minlength=m).double().clamp_min(1)
+    # Colour: averaged over the nearest kept Gaussian of about the same size when one is
+    # about as near as the nearest of any size (lashes into lashes, an iris into the iris:
+    # fine features do not smear into the skin; far-away band-mates would make speckle).
+    owner = nearest.clone()
+    band = torch.round(level / 2.0)                                # factor-2 size bands
+    for b in torch.unique(band).tolist():
+        kept_b = torch.nonzero(band[idx] == b)[:, 0]
+        mine = torch.nonzero(band == b)[:, 0]
+        if kept_b.numel():
+            d_b, near = cKDTree(pos[idx[kept_b]].numpy()).query(pos[mine].numpy())
+            close = torch.from_numpy(d_b <= 2.0 * dist[mine.numpy()] + 1e-9)  # not far away
+            owner[mine[close]] = kept_b[torch.from_numpy(near).long()][close]
     owner[idx] = torch.arange(m)
-    count = torch.bincount(owner, minlength=m).double().clamp_min(1)
     w = torch.sigmoid(avatar.params["opacity"].detach().double().cpu()[:, 0]) + 1e-6
     col = avatar.params["color"].detach().double().cpu()
     mean_col = torch.zeros(m, 3, dtype=torch.float64).index_add_(0, owner, col * w[:, None])
@@ -352,7 +369,9 @@ def level_of_detail(avatar: GaussianAvatar, max_gaussians: int, seed: int = 0) -
     idx = idx.to(device)
     params = {k: v.detach()[idx].clone() for k, v in avatar.params.items()}
     params["color"] = mean_col.to(params["color"])
-    params["scale"] = params["scale"] + LOD_GROWTH * torch.log(count).to(params["scale"])[:, None]
+    # Deeper reductions need a little more growth to stay hole-free (0.45 from 8x on).
+    growth = LOD_GROWTH + 0.05 * min(max(math.log2(n / m) - 2.0, 0.0), 1.0)
+    params["scale"] = params["scale"] + growth * torch.log(count).to(params["scale"])[:, None]
     remap = torch.full((n,), -1, dtype=torch.long, device=device)
     remap[idx] = torch.arange(idx.numel(), device=device)
     mapped = remap[avatar.delta_index]
