@@ -39,13 +39,13 @@ SKIN = np.array([0.86, 0.64, 0.53])
 LIP = np.array([0.68, 0.37, 0.36])
 BROW = np.array([0.20, 0.13, 0.09])
 HAIR = np.array([0.25, 0.15, 0.09])
-SCLERA = np.array([0.92, 0.89, 0.87])
+SCLERA = np.array([0.95, 0.93, 0.91])
 IRIS = np.array([0.33, 0.21, 0.11])
 TEETH = np.array([0.93, 0.90, 0.82])
 GUM = np.array([0.74, 0.38, 0.40])
 TONGUE = np.array([0.76, 0.38, 0.40])
 CAVITY = np.array([0.28, 0.08, 0.08])
-LASH = np.array([0.09, 0.06, 0.05])
+LASH = np.array([0.12, 0.08, 0.06])
 #: Key light direction (head frame): upper front, from the avatar's right.
 LIGHT = np.array([-0.35, 0.55, 0.76])
 #: Upper lip: vermilion width from the inner lip line; lower lip: depth below the mouth
@@ -54,7 +54,7 @@ LIP_UPPER, LIP_LOWER = 0.0102, 0.0112
 #: Largest surface Gaussian spacing (metres).
 MAX_SPACING = 0.004
 #: Iris and pupil radii (metres, from the eye's optical axis).
-IRIS_R, PUPIL_R = 0.0058, 0.0022
+IRIS_R, PUPIL_R = 0.0061, 0.0022
 
 
 def smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
@@ -347,7 +347,7 @@ def _paint_surface(p: np.ndarray, nrm: np.ndarray, cav: np.ndarray, part: np.nda
     lash = np.char.startswith(part, "eyelashes")
     col[lash] = LASH
     # Lashes are fibres, not a sheet: mostly see-through.
-    opa[lash] = 0.35
+    opa[lash] = 0.28
     # Mouth: teeth (darker toward the back and the gum line), gums, tongue, dark socket.
     teeth = part == "teeth"
     depth = smoothstep(0.098, 0.070, z)                      # 0 at the front teeth
