@@ -136,3 +136,43 @@ def test_a_missing_or_corrupt_asset_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad.npz"):
         load_ict_face(str(bad))
+
+
+def test_arkit_gains_scale_the_raw_ict_shapes_symmetrically(face):
+    from gemo_ros.face.ict import ARKIT_GAINS, arkit_gain_vector
+    raw = load_ict_face(gains={})
+    assert torch.equal(raw.expression_gains, torch.ones(52))
+    gain = arkit_gain_vector()
+    assert torch.equal(face.expression_gains, gain)
+    for key, g in ARKIT_GAINS.items():
+        sides = [n for n in (key, key + "Left", key + "Right") if n in ARKIT_INDEX]
+        assert sides and all(abs(float(gain[ARKIT_INDEX[n]]) - g) < 1e-6 for n in sides)
+        for n in sides:                     # the basis is the raw ICT shape times its gain
+            k = ARKIT_INDEX[n]
+            assert torch.allclose(face.expr_basis[k], g * raw.expr_basis[k])
+    assert 1.5 < ARKIT_GAINS["browInnerUp"] and 1.5 < ARKIT_GAINS["browDown"]
+    # Shapes without a gain (jaw, blinks, gaze) are the raw ICT shapes.
+    for n in ("jawOpen", "eyeBlinkLeft", "eyeLookUpRight", "noseSneerLeft"):
+        assert torch.equal(face.expr_basis[ARKIT_INDEX[n]], raw.expr_basis[ARKIT_INDEX[n]])
+
+
+def test_gains_leave_identity_template_and_rigid_eyeballs_alone(face):
+    raw = load_ict_face(gains={})
+    assert torch.equal(face.vertices, raw.vertices)
+    assert torch.equal(face.pose(torch.zeros(1, 52)), raw.pose(torch.zeros(1, 52)))
+    person = face.with_identity([1.0, -0.5])
+    assert torch.equal(person.expression_gains, face.expression_gains)  # kept per identity
+    assert torch.equal(person.vertices, raw.with_identity([1.0, -0.5]).vertices)
+    assert torch.equal(person.identity_vertices(torch.ones(1, 3)),
+                       raw.identity_vertices(torch.ones(1, 3)))
+    eye = part(face, "sclera_left") | part(face, "iris_left") | part(face, "sclera_right")
+    assert float(face.expr_basis[:, eye].abs().max()) == 0.0     # eyeballs: still rigid
+    # The shipped asset keeps the raw shapes: a cached asset is never scaled in place.
+    assert torch.equal(load_ict_face(gains={}).expr_basis, raw.expr_basis)
+
+
+@pytest.mark.parametrize("gains", [{"browDownLeft": 2.0}, {"browUp": 2.0},
+                                   {"browInnerUp": 0.0}, {"eyeWide": float("nan")}])
+def test_bad_gains_are_a_clear_error(gains):
+    with pytest.raises(ValueError):
+        load_ict_face(gains=gains)
