@@ -29,10 +29,18 @@ Design (why it looks like this):
   fixed sparse matrix; smooth, no seams between clusters):
   ``o_g = i * a_g + s * (g_g * |d_g| + [A_g d_g on xyz])`` with ``a_g = sum_k w_gk a_ck``
   etc., intensity ``i`` and ``s = 1`` for ``i > 0``.
-* Both terms are multiplied by ``emotion != neutral`` and vanish at intensity 0 (the first
-  through ``i``, the second through ``s``; it is also proportional to the displacement,
-  which is zero when ``psi_e = psi_n``), so intensity 0 or the neutral emotion give exactly
-  zero offsets by construction, not by training.
+* Fine colour detail (wrinkle lines ~1 mm wide, far below the ~8 mm cluster spacing): a
+  rank-J factorisation ``c_g = i * sum_j B_j(x_g) z_j``. ``B = MLP(PE(x_g))`` is a
+  continuous field of J basis maps over the canonical position with octaves down to ~2 mm
+  (weights independent of the Gaussian count; evaluated once per binding and cached when
+  no gradient is needed, so a frame pays only an ``[N, J] x [J, 3]`` product), and the J
+  colour coefficients ``z`` come per frame from the pooled attention output plus the
+  emotion embedding (so the lines follow the emotion, intensity and the face's motion).
+* Every term is multiplied by ``emotion != neutral`` and vanishes at intensity 0 (the
+  constant and detail terms through ``i``, the displacement terms through ``s``; they are
+  also proportional to the displacement, which is zero when ``psi_e = psi_n``), so
+  intensity 0 or the neutral emotion give exactly zero offsets by construction, not by
+  training.
 """
 
 import json
@@ -53,8 +61,10 @@ LOG = logging.getLogger(__name__)
 
 #: Name of the shipped weights inside ``gemo_ros/assets``.
 DEFAULT_ASSET = "residual_default.safetensors"
-#: Format tag stored in the safetensors metadata.
-FORMAT = "gemo_ros.emotion_residual/1"
+#: Format tag stored in the safetensors metadata (/2 added the fine colour-detail field).
+FORMAT = "gemo_ros.emotion_residual/2"
+#: Older format tags that still load (their configs predate the detail field: it is off).
+_LEGACY_FORMATS = {"gemo_ros.emotion_residual/1": {"detail_basis": 0}}
 
 
 @dataclass
@@ -79,6 +89,11 @@ class ResidualConfig:
         window: audio frames centred on the rendered frame that the model was trained
             with (the pipeline feeds this many).
         max_window: longest audio window accepted (frames).
+        detail_basis: J basis maps of the fine colour-detail field (0 = no detail term,
+            as in format /1 files).
+        detail_freqs: octaves of the detail field's positional encoding (finest
+            wavelength ``2 * pos_scale / 2^(L-1)``: 2.3 mm for 8 octaves at 0.15 m).
+        detail_hidden: width of the detail field's MLP.
     """
 
     attribute_dims: Dict[str, int] = field(default_factory=lambda: {
@@ -94,6 +109,9 @@ class ResidualConfig:
     output_scale: Dict[str, float] = field(default_factory=dict)
     window: int = 9
     max_window: int = 64
+    detail_basis: int = 16
+    detail_freqs: int = 8
+    detail_hidden: int = 64
 
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent setting."""
@@ -109,6 +127,11 @@ class ResidualConfig:
                             ("max_window", self.max_window)):
             if int(value) <= 0:
                 raise ValueError(f"ResidualConfig.{name}={value} must be > 0")
+        if self.detail_basis < 0 or (self.detail_basis and (self.detail_freqs <= 0
+                                                            or self.detail_hidden <= 0)):
+            raise ValueError(f"detail_basis={self.detail_basis}, detail_freqs="
+                             f"{self.detail_freqs}, detail_hidden={self.detail_hidden}: "
+                             "the basis count must be >= 0 and the others > 0")
         if self.window > self.max_window:
             raise ValueError(f"window={self.window} exceeds max_window={self.max_window}")
         unknown = set(self.output_scale) - set(self.attribute_dims)
@@ -142,6 +165,7 @@ class ClusterBinding:
     frame_scale: Optional[torch.Tensor] = None
     _pool: Optional[torch.Tensor] = None
     _interp: Optional[torch.Tensor] = None
+    _detail: Optional[Tuple[Tuple, torch.Tensor]] = None
 
     def pool_matrix(self) -> torch.Tensor:
         """Return the sparse CSR ``[C, N]`` matrix that averages members of each cluster."""
@@ -366,6 +390,21 @@ class EmotionResidual(nn.Module):
                               for n, w in zip(self.attribute_names, self.attribute_widths)
                               for _ in range(w)])
         self.register_buffer("output_scale", scale, persistent=False)
+        # Fine colour detail: J basis maps of the canonical position (a continuous field,
+        # so it serves any Gaussian count) times J per-frame colour coefficients.
+        self.color_slice = self._slice("color") if cfg.attribute_dims.get("color") == 3 else None
+        self.detail_field: Optional[nn.Module] = None
+        self.detail_code: Optional[nn.Module] = None
+        if cfg.detail_basis and self.color_slice is not None:
+            width, hid, j = 3 + 6 * cfg.detail_freqs, cfg.detail_hidden, cfg.detail_basis
+            self.detail_field = nn.Sequential(nn.Linear(width, hid), nn.GELU(),
+                                              nn.Linear(hid, hid), nn.GELU(),
+                                              nn.Linear(hid, j))
+            self.detail_code = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(),
+                                             nn.Linear(d, 3 * j))
+            with torch.no_grad():  # small start: the untrained term barely shows
+                self.detail_code[-1].weight.mul_(0.05)
+                self.detail_code[-1].bias.zero_()
         self._binding: Optional[ClusterBinding] = None
         self._binding_key: Optional[Tuple] = None
 
@@ -411,6 +450,26 @@ class EmotionResidual(nn.Module):
         if self._binding is None or self._binding_key != self._key(canonical):
             self.bind(canonical)
         return self._binding
+
+    def detail_basis(self, canonical: torch.Tensor, bind: ClusterBinding) -> torch.Tensor:
+        """Return the ``[N, J]`` detail basis maps at the canonical means.
+
+        Cached on ``bind`` when no gradient is needed (the frame path): the key holds the
+        canonical tensor's identity and the field's parameter versions, so training steps
+        or loading other weights recompute it.
+        """
+        cfg = self.config
+        params = list(self.detail_field.parameters())
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        key = (self._key(canonical), tuple((p.data_ptr(), p._version) for p in params))
+        if not grad and bind._detail is not None and bind._detail[0] == key:
+            return bind._detail[1]
+        pe = positional_encoding(canonical.to(params[0].dtype) / cfg.pos_scale,
+                                 cfg.detail_freqs)
+        basis = self.detail_field(pe)
+        if not grad:
+            bind._detail = (key, basis)
+        return basis
 
     # ------------------------------------------------------------------ tokens
     @staticmethod
@@ -534,6 +593,15 @@ class EmotionResidual(nn.Module):
             xyz = torch.einsum("bnij,bnj->bni", amap, disp)
             local = local + F.pad(xyz, (self.xyz_slice.start, p - self.xyz_slice.stop))
         offs = offs + local * step
+        if self.detail_field is not None:
+            # Fine colour detail: frame code (pooled attention output + emotion) -> J colour
+            # coefficients, times the cached basis maps; scaled by the intensity gate.
+            code = h.mean(dim=1) + self.emotion_embed(emotion)
+            z = self.detail_code(code).reshape(b, -1, 3)                    # [B, J, 3]
+            basis = self.detail_basis(canonical, bind).to(disp.dtype)      # [N, J]
+            detail = torch.einsum("nj,bjc->bnc", basis, z) * gate
+            cs = self.color_slice
+            offs = offs + F.pad(detail, (cs.start, p - cs.stop))
         if self.xyz_slice is not None:
             if bind.frame_rot is not None:
                 # Position offsets are predicted in the head frame (units of disp_scale
@@ -589,10 +657,19 @@ class EmotionResidual(nn.Module):
                 tensors = {k: handle.get_tensor(k) for k in handle.keys()}
         except Exception as exc:  # safetensors raises several types on corrupt headers
             raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: not an emotion-residual file (format "
-                             f"{meta.get('format')!r}, expected {FORMAT!r})")
-        config = ResidualConfig(**json.loads(meta["config"]))
+        fmt = meta.get("format")
+        if fmt != FORMAT and fmt not in _LEGACY_FORMATS:
+            newer = isinstance(fmt, str) and fmt.startswith(FORMAT.rsplit("/", 1)[0] + "/")
+            raise ValueError(f"{path}: " + (
+                f"emotion-residual format {fmt!r} is newer than this code reads ({FORMAT!r}"
+                f" and {sorted(_LEGACY_FORMATS)}); update gemo_ros" if newer else
+                f"not an emotion-residual file (format {fmt!r}, expected {FORMAT!r})"))
+        settings = dict(_LEGACY_FORMATS.get(fmt, {}))
+        settings.update(json.loads(meta["config"]))
+        try:
+            config = ResidualConfig(**settings)
+        except TypeError as exc:
+            raise ValueError(f"{path}: config does not match format {fmt!r} ({exc})") from exc
         model = cls(config)
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         if missing or unexpected:
