@@ -169,6 +169,20 @@ def _mtime(name: str) -> float:
     return os.path.getmtime(path) if os.path.isfile(path) else 0.0
 
 
+def face_digest(face: Any) -> str:
+    """SHA-256 (first 16 hex digits) of a face model's template and expression basis.
+
+    Part of the frame-cache key: a change of the face model's shapes (e.g. its ARKit gains)
+    changes the teacher's geometry without touching the avatar or a2e files.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (face.vertices, face.expr_basis):
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def synthetic_frames(head: Any, args: argparse.Namespace) -> Any:
     """Render (or reuse from ``--cache``) the synthetic teacher frames."""
     from gemo_ros.train.stage2_data import (TEACHER_VERSION, Stage2Frames, SyntheticSpec,
@@ -179,7 +193,7 @@ def synthetic_frames(head: Any, args: argparse.Namespace) -> Any:
     key = json.dumps({"spec": asdict(spec), "train": args.train_clips, "test": args.test_clips,
                       "a2e": args.a2e if head.a2e is not None else "none",
                       "avatar": args.avatar, "n": head.avatar.num_gaussians,
-                      "mtime": _mtime(args.avatar),
+                      "mtime": _mtime(args.avatar), "face": face_digest(head.avatar.face),
                       "a2e_sha": _a2e_digest(args.a2e) if head.a2e is not None else "",
                       "window": args.window, "teacher": TEACHER_VERSION}, sort_keys=True)
     if args.cache and os.path.isfile(args.cache) and os.path.isfile(args.cache + ".json"):

@@ -85,3 +85,16 @@ def test_contact_sheet_has_a_teacher_row_above_the_levels(tmp_path):
     top = with_teacher[18:18 + size, 86:]
     below = with_teacher[18 + size + 4:18 + 2 * size + 4, 86:]
     assert np.abs(top.astype(int) - below.astype(int)).max() > 10
+
+
+def test_face_digest_changes_with_the_expression_basis():
+    """The synthetic-frame cache key sees a change of the face's shapes (e.g. its gains)."""
+    from gemo_ros.face.model import load_face_model
+    from gemo_ros.train.stage2 import face_digest
+
+    face = load_face_model("default")
+    before = face_digest(face)
+    assert before == face_digest(face) and len(before) == 16
+    with torch.no_grad():
+        face.expr_basis[0] *= 2.0
+    assert face_digest(face) != before
