@@ -94,7 +94,8 @@ class EmotionCommand:
     warnings: List[str] = field(default_factory=list)
 
 
-def _number(value: Any, what: str) -> float:
+def finite_number(value: Any, what: str) -> float:
+    """``float(value)``, or ValueError naming ``what`` when it is not a finite number."""
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -114,7 +115,7 @@ def _level_or_intensity(token: str, cmd: EmotionCommand) -> float:
             raise ValueError(f"level must be 1, 2 or 3 (or an intensity such as 0.7), got "
                              f"{level}")
         return LEVELS[level]
-    return _clamped_intensity(_number(token, "intensity"), cmd)
+    return _clamped_intensity(finite_number(token, "intensity"), cmd)
 
 
 def _clamped_intensity(x: float, cmd: EmotionCommand) -> float:
@@ -158,14 +159,14 @@ def parse_emotion_command(text: str) -> EmotionCommand:
         if len(rest) > 1:
             raise ValueError(f"too many values in {text!r}; expected 'name:level [transition]'")
         if rest:
-            cmd.transition_s = _transition(_number(rest[0], "transition"), cmd)
+            cmd.transition_s = _transition(finite_number(rest[0], "transition"), cmd)
         return cmd
     if len(rest) > 2:
         raise ValueError(f"too many values in {text!r}; expected 'name [intensity [transition]]'")
     if rest:
-        cmd.intensity = _clamped_intensity(_number(rest[0], "intensity"), cmd)
+        cmd.intensity = _clamped_intensity(finite_number(rest[0], "intensity"), cmd)
     if len(rest) == 2:
-        cmd.transition_s = _transition(_number(rest[1], "transition"), cmd)
+        cmd.transition_s = _transition(finite_number(rest[1], "transition"), cmd)
     return cmd
 
 
@@ -179,12 +180,12 @@ def _parse_json(text: str) -> EmotionCommand:
                          '{"emotion": "happy", "intensity": 0.7, "transition": 0.5}')
     cmd = EmotionCommand(emotion=canonical_emotion(str(obj["emotion"])))
     if obj.get("intensity") is not None:
-        cmd.intensity = _clamped_intensity(_number(obj["intensity"], "intensity"), cmd)
+        cmd.intensity = _clamped_intensity(finite_number(obj["intensity"], "intensity"), cmd)
     elif obj.get("level") is not None:
         cmd.intensity = _level_or_intensity(str(obj["level"]), cmd)
     trans = obj.get("transition", obj.get("transition_s"))
     if trans is not None:
-        cmd.transition_s = _transition(_number(trans, "transition"), cmd)
+        cmd.transition_s = _transition(finite_number(trans, "transition"), cmd)
     unknown = sorted(set(obj) - {"emotion", "intensity", "level", "transition", "transition_s"})
     if unknown:
         cmd.warnings.append(f"ignored unknown keys {unknown}")

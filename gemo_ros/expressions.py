@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
-from gemo_ros.emotions import ALIASES, EMOTIONS
+from gemo_ros.emotions import ALIASES, EMOTIONS, finite_number
 
 #: ROS4HRI expression name -> (our emotion, base intensity in [0, 1]). The 25 names are
 #: hri_msgs/msg/Expression's constants.
@@ -88,16 +88,6 @@ class ExpressionMapping:
     warnings: List[str] = field(default_factory=list)
 
 
-def _finite(value: float, what: str) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    return x
-
-
 def _clamp(x: float, lo: float, hi: float, what: str, warnings: List[str]) -> float:
     if x < lo or x > hi:
         clamped = min(max(x, lo), hi)
@@ -145,9 +135,9 @@ def map_expression(name: str, valence: float = 0.0, arousal: float = 0.0,
         ValueError: a non-finite number, or an unknown name without valence/arousal.
     """
     warnings: List[str] = []
-    valence = _clamp(_finite(valence, "valence"), -1.0, 1.0, "valence", warnings)
-    arousal = _clamp(_finite(arousal, "arousal"), -1.0, 1.0, "arousal", warnings)
-    confidence = _clamp(_finite(confidence, "confidence"), 0.0, 1.0, "confidence", warnings)
+    valence = _clamp(finite_number(valence, "valence"), -1.0, 1.0, "valence", warnings)
+    arousal = _clamp(finite_number(arousal, "arousal"), -1.0, 1.0, "arousal", warnings)
+    confidence = _clamp(finite_number(confidence, "confidence"), 0.0, 1.0, "confidence", warnings)
     weight = confidence if confidence > 0.0 else 1.0
     key = str(name).strip().lower()
     if key:
