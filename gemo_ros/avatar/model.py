@@ -338,8 +338,7 @@ def level_of_detail(avatar: GaussianAvatar, max_gaussians: int, seed: int = 0) -
             lo, keep = mid, cand
         else:
             hi = mid
-        if abs(cand.numel() - m) <= max(1, m // 200):
-            keep = cand if cand.numel() >= m else keep
+        if abs(cand.numel() - m) <= max(1, m // 200):  # close enough to m
             break
     keep = keep[torch.randperm(keep.numel(), generator=gen)[:m]]   # exactly m (a few dropped)
     idx = keep.sort().values
