@@ -630,7 +630,9 @@ class TalkingHead:
         if "idle" in dev:
             from gemo_ros.behaviour import apply_idle_tensor
 
-            pn, pe = apply_idle_tensor(pn, dev["idle"]), apply_idle_tensor(pe, dev["idle"])
+            pn = apply_idle_tensor(pn, dev["idle"])
+            # A neutral frame passes one tensor as both: overlay it once.
+            pe = pn if dev["psi_e"] is dev["psi_n"] else apply_idle_tensor(pe, dev["idle"])
         f = dev["feats"][None] if "feats" in dev else None
         neck = dev["neck"].reshape(1, 3) if "neck" in dev else None
         # The residual is exactly zero for neutral or intensity 0: known here, on the host.
