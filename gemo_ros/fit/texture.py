@@ -22,6 +22,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from gemo_ros.avatar.human import smoothstep
 from gemo_ros.fit.raster import project, rasterize_mesh, visible_points
 
 #: Mesh parts that hide what lies behind them in the z-buffer (transparent shells left out).
@@ -64,11 +65,6 @@ def gaussian_groups(avatar) -> GaussianGroups:
     photo = np.isin(part, ids(PHOTO_PARTS)) & ~hair
     skin = np.isin(part, ids(SKIN_PARTS)) & ~hair
     return GaussianGroups(photo=photo, skin=skin, hair=hair)
-
-
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def sample_bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -141,11 +137,11 @@ def project_photo(avatar, expr: torch.Tensor, viewmat: torch.Tensor, K: torch.Te
     uv, _ = project(means, vm, KK)
     # Fade the photo out toward the face outline (no seam where the fill takes over).
     size = float(np.ptp(outline, axis=0).max())
-    inside = polygon_mask(uv, outline) * _smoothstep(
+    inside = polygon_mask(uv, outline) * smoothstep(
         0.0, OUTLINE_FEATHER * size, distance_to_polygon(uv, outline))
     if mouth is not None:
         inside = inside * ~polygon_mask(uv, mouth)
-    conf = vis * inside * _smoothstep(FACING_MIN, FACING_FULL, facing)
+    conf = vis * inside * smoothstep(FACING_MIN, FACING_FULL, facing)
     colour = sample_bilinear(image, uv)
     return colour, conf, means
 
