@@ -26,14 +26,14 @@ import torch
 from gemo_ros.face.model import load_face_model
 from gemo_ros.fit.landmark_fit import FitConfig, fit_landmarks
 from gemo_ros.fit.raster import rasterize_mesh
+from gemo_ros.fit.texture import OCCLUDERS
 
 LOG = logging.getLogger(__name__)
 
 TRACK_FILE = "track.npz"
 DATA_DIR = "data"
-#: Parts drawn into the foreground mask (the head as the mesh has it).
-MASK_PARTS = ("face", "head", "mouth_socket", "gums_tongue", "teeth", "sclera_left",
-              "iris_left", "sclera_right", "iris_right")
+#: Parts drawn into the foreground mask: the opaque head, as the photo fit's z-buffer has it.
+MASK_PARTS = OCCLUDERS
 
 Progress = Callable[[str, float], None]
 
