@@ -219,15 +219,13 @@ def _surface_weights(L: _Layout) -> np.ndarray:
     return L.area * dens
 
 
-def _lip_masks(p: np.ndarray, L: _Layout) -> np.ndarray:
-    """Vermilion mask ``[n]`` in [0, 1] for skin points.
+def _lip_masks(p: np.ndarray, L: _Layout, d: np.ndarray) -> np.ndarray:
+    """Vermilion mask ``[n]`` in [0, 1] for skin points ``d`` (:func:`_rim_distance`) away.
 
     Upper lip: within ``LIP_UPPER`` of the inner lip line (the lip rolls out from it).
     Lower lip: from the lip line down to a curve under its fullest part (a distance from the
     inner line cuts across the lower lip, which bulges forward).
     """
-    from scipy.spatial import cKDTree
-    d, _ = cKDTree(L.lip_line).query(p)
     x, y = p[:, 0], p[:, 1]
     ax = np.abs(x)
     upper = y > L.corner_y
@@ -290,10 +288,11 @@ def _paint_surface(p: np.ndarray, nrm: np.ndarray, cav: np.ndarray, part: np.nda
     lid = g2(0.031, 0.009, 0.011, 0.004) * (z > 0.06)
     col = col + (0.8 * lid)[:, None] * np.array([0.01, -0.02, -0.015])
     # Lips.
-    lip = _lip_masks(p, L) * skin
+    rim_d = _rim_distance(p, L)
+    lip = _lip_masks(p, L, rim_d) * skin
     lip_col = LIP * (1 + 0.03 * value_noise(p, 0.002, seed=5))[:, None]
     col = col * (1 - lip[:, None]) + lip_col * lip[:, None]
-    rim = np.exp(-0.5 * (_rim_distance(p, L) / 0.0012) ** 2) * lip
+    rim = np.exp(-0.5 * (rim_d / 0.0012) ** 2) * lip
     col = col * (1 - 0.25 * rim[:, None])
     # Brows.
     brow = _brow_mask(p) * skin
@@ -367,7 +366,7 @@ def _hair(L: _Layout, n: int, rng: np.random.Generator):
     c = L.centroid
     scalp = np.isin(L.tri_part, ["face", "head"]) & (c[:, 1] > -0.09)
     w = L.area * hair_cover(c) * scalp
-    fidx, bary, expected = _sample(w, n, rng)
+    fidx, bary, _ = _sample(w, n, rng)
     p = np.einsum("nk,nkc->nc", bary, L.V[L.F[fidx]])
     nrm = L.at(fidx, bary, L.vn)
     nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
@@ -405,8 +404,7 @@ def _hair(L: _Layout, n: int, rng: np.random.Generator):
     sig_v = 0.5 * spacing
     sig_n = 0.45 * spacing
     # Colour: dark roots, lighter, warmer tips on the outer layer; streaks along strands.
-    streak = value_noise(p * np.array([1.0, 1.0, 1.0]) + 0.004 * layer[:, None] * flow, 0.0018,
-                         seed=7)
+    streak = value_noise(p + 0.004 * layer[:, None] * flow, 0.0018, seed=7)
     ndl = nrm @ (LIGHT / np.linalg.norm(LIGHT))
     shade = 0.55 + 0.45 * np.clip((ndl + 0.4) / 1.4, 0, 1)
     # A soft sheen band across the top of the head.
