@@ -371,15 +371,12 @@ class EmotionTeacher:
         span = _smooth_box(y, eye_y + 0.04 * u, brow_y + 0.2 * u, 0.04 * u)
         shade("glabella", g_groove, g_bump, face_skin * span, dark=0.36, light=0.14)
 
-        # -- nose wrinkles (disgust): transverse lines at the nose root, and oblique
+        # -- nose wrinkles (disgust): a transverse line at the nose root, and oblique
         # "bunny lines" running down and out over each flank of the bridge
-        n_groove, n_bump = torch.zeros_like(x), torch.zeros_like(x)
-        for h in (0.08,):
-            yl = eye_y + h * u - 0.3 * u * (xr / u) ** 2
-            gr, bu = _line_profile(y - yl, width * 0.9, ridge * 0.85)
-            root = _smooth_box(xr, -0.07 * u, 0.07 * u, 0.025 * u)
-            n_groove = torch.maximum(n_groove, gr * root)
-            n_bump = torch.maximum(n_bump, bu * root)
+        yl = eye_y + 0.08 * u - 0.3 * u * (xr / u) ** 2
+        gr, bu = _line_profile(y - yl, width * 0.9, ridge * 0.85)
+        root = _smooth_box(xr, -0.07 * u, 0.07 * u, 0.025 * u)
+        n_groove, n_bump = gr * root, bu * root
         for side in (1.0, -1.0):
             for j, off in enumerate((0.0, 0.07)):
                 # a line from (0.05 u, eye_y - off) toward down-outward at ~45 degrees
