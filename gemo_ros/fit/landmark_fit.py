@@ -229,12 +229,12 @@ def fit_landmarks(face, landmarks: np.ndarray, width: int, height: int,
         z = pc[..., 2].clamp_min(1e-3)
         return torch.stack([f * pc[..., 0] / z + cx, f * pc[..., 1] / z + cy], -1), pc
 
-    def residuals(with_shape: bool):
+    def residuals(with_shape: bool, report: bool = False):
         verts, R, f = model(with_shape)
         p = (verts[lvid] * bary[..., None]).sum(1)
         uv, pc = project(p, R, f)
         err = ((uv - lm) ** 2).sum(-1) / iod ** 2
-        chosen = uv.detach().clone()
+        chosen = uv.detach().clone() if report else None
         if len(cvid):
             cuv, cpc = project(verts[cvid], R, f)
             n_cam = cand_n @ R.T
@@ -248,8 +248,8 @@ def fit_landmarks(face, landmarks: np.ndarray, width: int, height: int,
             has = best < 1e5
             err = err.clone()
             err[c_idx[has]] = best[has]
-            # For reporting: the chosen candidate of each contour landmark.
-            with torch.no_grad():
+            # For reporting only (not per step): the chosen candidate of each contour landmark.
+            if report:
                 for j in torch.nonzero(has)[:, 0].tolist():
                     sel = (cand_owner_t == j) & (d == best[j])
                     chosen[c_idx[j]] = cuv[sel][0]
@@ -282,7 +282,7 @@ def fit_landmarks(face, landmarks: np.ndarray, width: int, height: int,
             psi.clamp_(0.0, 1.0)
         history.append(float(loss.detach()))
     with torch.no_grad():
-        _, chosen = residuals(True)
+        _, chosen = residuals(True, report=True)
         verts, R, f = model(True)
         viewmat = torch.eye(4, dtype=torch.float64)
         viewmat[:3, :3] = R
