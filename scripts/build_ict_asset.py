@@ -95,8 +95,9 @@ def build(source: str, identity_modes: int) -> dict:
     V = src["neutral"].astype(np.float64)
     if V.shape != (26719, 3):
         raise ValueError(f"unexpected ICT neutral mesh {V.shape}; is this the ICT light model?")
-    eye_l = sphere_centre(V[21451:22221])
-    eye_r = sphere_centre(V[23021:23791])
+    ranges = {name: slice(lo, hi + 1) for name, lo, hi in PARTS}
+    eye_l = sphere_centre(V[ranges["sclera_left"]])
+    eye_r = sphere_centre(V[ranges["sclera_right"]])
     origin_cm = np.array([0.0, 0.5 * (eye_l[1] + eye_r[1]),
                           0.5 * (eye_l[2] + eye_r[2]) - EYE_DEPTH / CM])
     verts = ((V - origin_cm) * CM).astype(np.float32)
