@@ -65,6 +65,8 @@ class PipelineHead:
         self._silence = self.new_stream()
         self._silence.push(np.zeros(16000, np.float32), 16000)
         self._silence_t = 0.5
+        self._idle_key: Any = None             # (emotion, intensity) of self._idle_coeffs
+        self._idle_coeffs: Any = None
 
     def _lookahead(self) -> float:
         from gemo_ros.audio import StreamingA2E
@@ -84,10 +86,16 @@ class PipelineHead:
         """Return ``(psi_n, psi_e, feats)`` of utterance time ``u``.
 
         Device tensors from the audio model (no host round trip); host arrays from the
-        loudness stand-in (uploaded with the frame's other inputs).
+        loudness stand-in (uploaded with the frame's other inputs). Without a stream the
+        silent stream's output depends on the emotion alone: idle frames reuse it (read only).
         """
         if stream is None:
-            stream, u = self._silence, self._silence_t
+            key = (emotion, float(intensity))
+            if key != self._idle_key:
+                self._idle_coeffs = self._coefficients(self._silence, self._silence_t,
+                                                       emotion, intensity)
+                self._idle_key = key
+            return self._idle_coeffs
         if isinstance(stream, LoudnessStream):
             psi_n = stream.coefficients(u, NEUTRAL, 0.0)
             from gemo_ros.face.emotion_recipes import combine_with_speech

@@ -11,6 +11,7 @@ import pytest
 
 from gemo_ros.behaviour import IdleConfig
 from gemo_ros.engine import Engine, EngineConfig
+from gemo_ros.emotions import emotion_index
 from gemo_ros.fallback import FallbackHead, LoudnessStream
 
 RATE = 16000
@@ -190,3 +191,23 @@ def test_full_chain_renders_when_the_default_assets_are_installed():
     assert rgb.shape == (32, 32, 3) and rgb.std() > 5
     assert state["speaking"] and state["emotion"] == "surprised"
     assert {"audio_model", "head", "render"} <= set(state["timings_ms"])
+
+
+def test_idle_frames_reuse_the_silent_streams_output_per_emotion():
+    pytest.importorskip("gemo_ros.pipeline")
+    from gemo_ros.pipeline_head import PipelineHead
+
+    cfg = EngineConfig(width=32, height=32, device="cpu", max_gaussians=3000)
+    try:
+        head = PipelineHead(cfg)
+    except FileNotFoundError as exc:
+        pytest.skip(f"default assets not installed: {exc}")
+    happy = emotion_index("happy")
+    for emotion, intensity in ((0, 0.0), (happy, 0.7), (happy, 0.3), (0, 0.0)):
+        got = head._coefficients(None, 12.0, emotion, intensity)
+        want = head._coefficients(head._silence, head._silence_t, emotion, intensity)
+        for g, w in zip(got, want):
+            assert (g is None) == (w is None)
+            if g is not None:
+                assert np.array_equal(np.asarray(g), np.asarray(w))
+        assert head._coefficients(None, 0.0, emotion, intensity) is got
