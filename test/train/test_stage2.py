@@ -13,17 +13,22 @@ from gemo_ros.train import stage2
 from gemo_ros.train.stage2_data import SpeechClip, SyntheticSpec, generate_synthetic
 
 
-@pytest.mark.slow
-def test_training_reduces_the_photometric_error_and_saves_weights(tmp_path):
+def _small_head(num_gaussians: int, dim: int, clusters: int) -> TalkingHead:
+    """The default procedural head, small, with a fresh residual and no a2e model."""
     from gemo_ros.avatar.procedural import build_default_avatar
 
-    torch.manual_seed(0)
-    avatar = build_default_avatar(num_gaussians=1200, seed=0)
-    config = ResidualConfig(attribute_dims=dict(avatar.attribute_dims), feature_dim=6, dim=32,
-                            num_clusters=64, window=3,
+    avatar = build_default_avatar(num_gaussians=num_gaussians, seed=0)
+    config = ResidualConfig(attribute_dims=dict(avatar.attribute_dims), feature_dim=6, dim=dim,
+                            num_clusters=clusters, window=3,
                             output_scale=stage2.default_output_scale())
-    head = TalkingHead(avatar, None, EmotionResidual(config),
+    return TalkingHead(avatar, None, EmotionResidual(config),
                        settings=RenderSettings(backend="torch"))
+
+
+@pytest.mark.slow
+def test_training_reduces_the_photometric_error_and_saves_weights(tmp_path):
+    torch.manual_seed(0)
+    head = _small_head(1200, dim=32, clusters=64)
     rate = 16000
     t = np.arange(rate // 2) / rate
     clip = SpeechClip("tone", (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), rate)
@@ -66,15 +71,9 @@ def test_training_reduces_the_photometric_error_and_saves_weights(tmp_path):
 
 
 def test_contact_sheet_has_a_teacher_row_above_the_levels(tmp_path):
-    from gemo_ros.avatar.procedural import build_default_avatar
     from gemo_ros.train.eval_stage2 import contact_sheet
 
-    avatar = build_default_avatar(num_gaussians=800, seed=0)
-    config = ResidualConfig(attribute_dims=dict(avatar.attribute_dims), feature_dim=6, dim=16,
-                            num_clusters=32, window=3,
-                            output_scale=stage2.default_output_scale())
-    head = TalkingHead(avatar, None, EmotionResidual(config),
-                       settings=RenderSettings(backend="torch"))
+    head = _small_head(800, dim=16, clusters=32)
     size = 24
     with_teacher = contact_sheet(head, str(tmp_path / "a.png"), size=size)
     without = contact_sheet(head, str(tmp_path / "b.png"), size=size, teacher_row=False)
