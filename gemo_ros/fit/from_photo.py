@@ -32,6 +32,7 @@ from gemo_ros.avatar.human import build_human_avatar
 from gemo_ros.avatar.model import GaussianAvatar
 from gemo_ros.face.model import load_face_model
 from gemo_ros.fit.landmark_fit import FitConfig, FitResult, fit_landmarks
+from gemo_ros.fit.raster import project
 from gemo_ros.fit.texture import (blend_colours, gaussian_groups, mirror_index,
                                   polygon_mask, project_photo, sample_hair_colour)
 from gemo_ros.train.losses import l1_loss, ssim
@@ -50,15 +51,6 @@ INNER_LIPS_ORDER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 
 HAIR_MATCH = 0.12
 
 Progress = Callable[[str, float], None]
-
-
-def _project_means(avatar: GaussianAvatar, expr: torch.Tensor, fit: FitResult) -> np.ndarray:
-    """Pixel positions ``[N, 2]`` of the avatar's Gaussians at the fitted view."""
-    from gemo_ros.fit.raster import project
-    with torch.no_grad():
-        means = avatar(expr).means[0].double().cpu().numpy()
-    uv, _ = project(means, fit.viewmat.double().numpy(), fit.K.double().numpy())
-    return uv
 
 
 def _raised_outline(outline: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -281,7 +273,8 @@ def avatar_from_photo(image: np.ndarray, config: Optional[FromPhotoConfig] = Non
     outline = lm[list(FACE_OVAL_ORDER)]
     mouth = lm[list(INNER_LIPS_ORDER)]
     groups = gaussian_groups(avatar)
-    colour, conf, _ = project_photo(avatar, expr, fit.viewmat, fit.K, photo, outline, mouth)
+    colour, conf, means = project_photo(avatar, expr, fit.viewmat, fit.K, photo, outline,
+                                        mouth)
     hair_colour = sample_hair_colour(photo, lm)
     if np.all(np.isfinite(hair_colour)):
         # The photo's hair over the forehead (a fringe) belongs to the look: above the face
@@ -290,7 +283,7 @@ def avatar_from_photo(image: np.ndarray, config: Optional[FromPhotoConfig] = Non
                                       _raised_outline(outline, lm), mouth)
         # Only between the outer eye corners: hair over the temples would look like a smear
         # on a head whose own hair does not come down there.
-        uv = _project_means(avatar, expr, fit)
+        uv, _ = project(means, fit.viewmat.double().numpy(), fit.K.double().numpy())
         lo, hi = sorted((lm[263, 0], lm[33, 0]))
         hairy = (conf <= 0.0) & (conf_up > 0.0) & (uv[:, 0] > lo) & (uv[:, 0] < hi) & \
             (np.abs(colour - hair_colour).max(1) < HAIR_MATCH)
