@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from gemo_ros.face.model import load_face_model
-from gemo_ros.fit.landmark_fit import FitConfig, fit_landmarks
+from gemo_ros.fit.landmark_fit import FitConfig, LandmarkEmbedding, fit_landmarks
 from gemo_ros.fit.raster import rasterize_mesh
 from gemo_ros.fit.texture import OCCLUDERS
 
@@ -124,12 +124,13 @@ def track_video(frames: List[np.ndarray], cfg: Optional[FromVideoConfig] = None,
                                    cfg.crop_size)
     lms = [(p - np.array([x0, y0])) * s for p in points]
     face = load_face_model("ict")
+    emb = LandmarkEmbedding.load()  # once, not once per fitted frame
     size = cfg.crop_size
     pick = np.unique(np.linspace(0, len(kept) - 1, min(cfg.identity_frames, len(kept)))
                      .round().astype(int))
     ids, focals = [], []
     for n, j in enumerate(pick):
-        r = fit_landmarks(face, lms[j], size, size, config=cfg.fit)
+        r = fit_landmarks(face, lms[j], size, size, emb, config=cfg.fit)
         ids.append(r.identity)
         focals.append(float(r.K[0, 0]))
         say("identity", 0.2 + 0.2 * (n + 1) / len(pick))
@@ -139,7 +140,8 @@ def track_video(frames: List[np.ndarray], cfg: Optional[FromVideoConfig] = None,
                        "full_steps": cfg.fit.full_steps // 2})
     expr, views, errs = [], [], []
     for n, lm in enumerate(lms):
-        r = fit_landmarks(face, lm, size, size, config=per, identity=identity, focal=focal)
+        r = fit_landmarks(face, lm, size, size, emb, config=per, identity=identity,
+                          focal=focal)
         expr.append(r.expression.numpy())
         views.append(r.viewmat.numpy())
         errs.append(r.error_px)
