@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from gemo_ros.ros_io import image_from_msg
+
 
 class FaceWatch:
     """Keep the last frames of ``<namespace>/face/image`` and every ``face/state``."""
@@ -48,8 +50,7 @@ class FaceWatch:
     def _on_image(self, msg) -> None:
         if msg.encoding != "rgb8":
             raise ValueError(f"face/image encoding {msg.encoding!r}, expected rgb8")
-        rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-        image = rows[:, :msg.width * 3].reshape(msg.height, msg.width, 3).copy()
+        image = np.array(image_from_msg(msg))  # a copy, not a view of the message
         with self.lock:
             self.frames = (self.frames + [(time.monotonic(), image)])[-self.keep:]
             self.count += 1
