@@ -79,31 +79,21 @@ def family_of(voice: str) -> str:
     return voice.split(":", 1)[0] if ":" in voice else "espeak"
 
 
-def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    if rate == DATA_RATE:
-        return audio.astype(np.float32)
-    g = gcd(int(rate), DATA_RATE)
-    return resample_poly(audio.astype(np.float64), DATA_RATE // g, rate // g).astype(np.float32)
-
-
 def _speak(text: str, voice: str, rng: np.random.Generator, kw: dict
            ) -> Tuple[np.ndarray, List[Tuple[str, float, float]]]:
     """Speak one sentence: 16 kHz float audio and its phones (seconds from its start)."""
+    from gemo_ros.audio.signal import resample
     from gemo_ros.train import speech_synth as ss
 
     fam = family_of(voice)
     name = voice.split(":", 1)[1] if ":" in voice else voice
     if fam == "espeak":
         utt = ss.synthesize(text, voice=name, **kw)
-        return (_to_16k(utt.audio, utt.sample_rate),
+        return (resample(utt.audio, utt.sample_rate, DATA_RATE),
                 [(p.name, p.start, p.end) for p in utt.phones])
     if fam == "festival":
         utt = ss.festival_synth([text], name, kw["stretch"])[0]
-        return (_to_16k(utt.audio, utt.sample_rate),
+        return (resample(utt.audio, utt.sample_rate, DATA_RATE),
                 [(p.name, p.start, p.end) for p in utt.phones])
     if fam == "flite":
         audio, rate = ss.flite_synth(text, name, kw["stretch"])
@@ -111,7 +101,7 @@ def _speak(text: str, voice: str, rng: np.random.Generator, kw: dict
         audio, rate = ss.hibari_synth(text, kw["speed"], int(rng.integers(1 << 30)))
     else:
         raise ValueError(f"unknown synthesiser family {fam!r}")
-    audio = _to_16k(audio, rate)
+    audio = resample(audio, rate, DATA_RATE)
     # Forced alignment of the known text (pocketsphinx) gives the phone times.
     return audio, ss.align(audio, text)
 
