@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from typing import Any, Callable, Tuple
 
 import numpy as np
 import torch
@@ -38,6 +39,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also write a PNG: the face crop beside the avatar at that view")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = keep)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def step_progress(label: str, quiet: bool) -> Tuple[Any, Callable[[str, float], None]]:
+    """Return ``(bar, progress)`` for a ``gemo avatar`` command.
+
+    ``bar`` is a tqdm bar on stderr (None when ``quiet``; close it when done) and
+    ``progress(step_name, fraction_done)`` the callback the ``gemo_ros.fit`` builders take.
+    """
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=100, desc="landmarks", unit="%", file=sys.stderr,
+                   bar_format=label + " {desc:>9}: {percentage:3.0f}%|{bar}| {elapsed}")
+
+    def progress(step: str, frac: float) -> None:
+        if bar is not None:
+            bar.set_description_str(step, refresh=False)
+            bar.update(int(round(100 * frac)) - bar.n)
+    return bar, progress
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -79,17 +99,7 @@ def run(args: argparse.Namespace) -> int:
     config = FromPhotoConfig(num_gaussians=args.gaussians, refine_steps=args.refine_steps,
                              max_yaw_deg=args.max_yaw,
                              min_inter_ocular_px=args.min_eye_distance, seed=args.seed)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-        bar = tqdm(total=100, desc="landmarks", unit="%", file=sys.stderr,
-                   bar_format="from-photo {desc:>9}: {percentage:3.0f}%|{bar}| {elapsed}")
-
-    def progress(step: str, frac: float) -> None:
-        if bar is not None:
-            bar.set_description_str(step, refresh=False)
-            bar.update(int(round(100 * frac)) - bar.n)
-
+    bar, progress = step_progress("from-photo", args.quiet)
     t0 = time.perf_counter()
     try:
         result = avatar_from_photo(image, config, progress)

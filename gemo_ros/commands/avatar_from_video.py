@@ -16,6 +16,7 @@ import sys
 
 import torch
 
+from gemo_ros.commands.avatar_from_photo import step_progress
 from gemo_ros.commands.common import add_device_argument, device_or_exit
 
 LOG = logging.getLogger(__name__)
@@ -58,17 +59,7 @@ def run(args: argparse.Namespace) -> int:
     device = device_or_exit(args.device, prog)
     cfg = FromVideoConfig(max_frames=args.max_frames, iterations=args.iterations,
                           crop_size=args.crop_size, downscale=args.downscale)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-        bar = tqdm(total=100, desc="landmarks", unit="%", file=sys.stderr,
-                   bar_format="from-video {desc:>9}: {percentage:3.0f}%|{bar}| {elapsed}")
-
-    def progress(step: str, frac: float) -> None:
-        if bar is not None:
-            bar.set_description_str(step, refresh=False)
-            bar.update(int(round(100 * frac)) - bar.n)
-
+    bar, progress = step_progress("from-video", args.quiet)
     try:
         avatar, track = avatar_from_video(args.video, workdir, cfg, device, progress,
                                           train_progress=not args.quiet)
