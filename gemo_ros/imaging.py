@@ -1,4 +1,4 @@
-"""Images: float -> ``uint8`` (one helper, one rounding rule), PNG files, colours.
+"""Images: float -> ``uint8`` (one helper, one rounding rule), PNG and JPEG, colours.
 
 The rule: clamp to [0, 1], multiply by 255, round to the nearest level with ties to even
 (``torch.round`` / ``np.rint``), cast to ``uint8``. So 0 -> 0, 1 -> 255, and a value
@@ -6,6 +6,7 @@ The rule: clamp to [0, 1], multiply by 255, round to the nearest level with ties
 has no defined level).
 """
 
+import io
 import os
 from typing import Any, Tuple
 
@@ -62,3 +63,20 @@ def parse_color(text: str) -> Tuple[float, float, float]:
     if len(parts) != 3 or not all(0.0 <= p <= 1.0 for p in parts):
         raise ValueError(f"background must be R,G,B in [0, 1] or #rrggbb, got {text!r}")
     return tuple(parts)
+
+
+def check_rgb(rgb: Any) -> np.ndarray:
+    """Return ``rgb`` as a C-contiguous ``uint8 [H, W, 3]`` array; ValueError otherwise."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected uint8 [H, W, 3], got {rgb.dtype} {list(rgb.shape)}")
+    return np.ascontiguousarray(rgb)
+
+
+def jpeg_bytes(rgb: Any, quality: int = 85) -> bytes:
+    """Encode ``uint8 [H, W, 3]`` RGB as baseline JPEG bytes at ``quality`` (pillow)."""
+    from PIL import Image as PILImage
+
+    out = io.BytesIO()
+    PILImage.fromarray(check_rgb(rgb), "RGB").save(out, format="JPEG", quality=int(quality))
+    return out.getvalue()

@@ -20,6 +20,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from gemo_ros.expressions import ExpressionMapping, map_expression
+from gemo_ros.imaging import check_rgb, jpeg_bytes  # noqa: F401 - jpeg_bytes is re-exported
 
 #: sample format name -> (numpy dtype, scale to [-1, 1], zero offset)
 SAMPLE_FORMATS = {
@@ -121,13 +122,6 @@ def bytes_from_pcm(samples: np.ndarray, sample_format: str = "S16LE") -> bytes:
 
 # --- images -------------------------------------------------------------------------------------
 
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected uint8 [H, W, 3], got {rgb.dtype} {list(rgb.shape)}")
-    return np.ascontiguousarray(rgb)
-
-
 def _byte_array(buf: Any) -> array.array:
     # rclpy keeps an array('B') as is; any other sequence is checked element by element.
     out = array.array("B")
@@ -174,7 +168,7 @@ def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "face",
     ``use_cv_bridge``: None = ``CvBridge.cv2_to_imgmsg`` where cv_bridge is importable, else
     numpy; True/False force one path. Both give the same message.
     """
-    rgb = _check_rgb(rgb)
+    rgb = check_rgb(rgb)
     bridge = _bridge_for(use_cv_bridge)
     if bridge is not None:
         msg = bridge.cv2_to_imgmsg(rgb, encoding="rgb8")
@@ -190,15 +184,6 @@ def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "face",
     msg.step = msg.width * 3
     msg.data = _byte_array(rgb)
     return msg
-
-
-def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
-    """Encode ``uint8 [H, W, 3]`` RGB as JPEG bytes (pillow)."""
-    from PIL import Image as PILImage
-
-    out = io.BytesIO()
-    PILImage.fromarray(_check_rgb(rgb), "RGB").save(out, format="JPEG", quality=int(quality))
-    return out.getvalue()
 
 
 def compressed_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "face",
@@ -243,7 +228,7 @@ def rgb_from_compressed_msg(msg: Any, use_cv_bridge: Optional[bool] = None) -> n
             raise ValueError(f"cannot decode CompressedImage ({msg.format!r}): {exc}") from None
         if out is None:
             raise ValueError(f"cannot decode CompressedImage ({msg.format!r})")
-        return _check_rgb(out)
+        return check_rgb(out)
     from PIL import Image as PILImage, UnidentifiedImageError
 
     try:

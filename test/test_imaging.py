@@ -33,3 +33,21 @@ def test_integer_images_are_refused() -> None:
         to_uint8(np.zeros((2, 2, 3), np.uint8))
     with pytest.raises(TypeError):
         to_uint8(torch.zeros(2, 2, 3, dtype=torch.uint8))
+
+
+def test_jpeg_bytes_encodes_rgb_that_decodes_to_the_same_size_and_rejects_other_arrays():
+    import io as _io
+
+    from PIL import Image
+
+    from gemo_ros.imaging import check_rgb, jpeg_bytes
+
+    rgb = np.zeros((6, 10, 3), np.uint8)
+    rgb[:, 5:] = 200
+    data = jpeg_bytes(rgb[:, ::-1], quality=90)  # a non-contiguous view is accepted
+    assert data.startswith(b"\xff\xd8")
+    with Image.open(_io.BytesIO(data)) as img:
+        assert img.size == (10, 6) and img.mode == "RGB"
+    for bad in (np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32)):
+        with pytest.raises(ValueError, match="expected uint8"):
+            check_rgb(bad)

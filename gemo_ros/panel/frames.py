@@ -14,6 +14,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from gemo_ros.imaging import jpeg_bytes
+
 
 def letterbox(src_w: int, src_h: int, dst_w: int, dst_h: int) -> Tuple[int, int, int, int]:
     """Return ``(x, y, w, h)``: the largest ``src`` aspect-ratio rectangle centred in ``dst``.
@@ -56,12 +58,7 @@ class Frame:
         """Return JPEG bytes (encoded from the pixels once, if needed)."""
         with self._lock:
             if self._jpeg is None:
-                from PIL import Image as PILImage
-
-                out = io.BytesIO()
-                PILImage.fromarray(np.ascontiguousarray(self._rgb), "RGB").save(
-                    out, format="JPEG", quality=self._quality)
-                self._jpeg = out.getvalue()
+                self._jpeg = jpeg_bytes(self._rgb, self._quality)
             return self._jpeg
 
 
