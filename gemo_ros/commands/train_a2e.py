@@ -42,6 +42,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--closure-weight", type=float, default=6.0,
                         help="extra weight of the lip-aperture loss on lip closures "
                              "(higher: more /p b m/ closed, more false closures)")
+    parser.add_argument("--add-layers", type=int, default=0,
+                        help="with --init: add this many transformer layers on top of the "
+                             "encoder, initialised as the identity (more capacity, same "
+                             "output at step 0)")
+    parser.add_argument("--aperture-l2", type=float, default=0.0,
+                        help="weight of a squared-error term on the unclipped lip aperture "
+                             "(fits the mean of ambiguous frames instead of their median)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -74,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.init:
         from gemo_ros.audio.model import load_a2e
         model = load_a2e(args.init, device=device).train()
+        if args.add_layers > 0:
+            from gemo_ros.train.a2e import deepen_encoder
+            model = deepen_encoder(model, args.add_layers)
     else:
         model = AudioToExpression(A2EConfig(encoder_path=args.encoder)).to(device)
     hop = model.hop
@@ -83,12 +93,14 @@ def run(args: argparse.Namespace) -> int:
         tgts = [clip_targets(c, model.fps, hop, args.lead_ms / 1000.0) for c in train]
         t_ft = time.time()
         parts = finetune_decoder(model, train, tgts, args.steps, args.lr, args.seed,
-                                 batch=2 * args.batch, closure_weight=args.closure_weight)
+                                 batch=2 * args.batch, closure_weight=args.closure_weight,
+                                 aperture_l2=args.aperture_l2)
         os.makedirs(args.out, exist_ok=True)
         out = os.path.join(args.out, "a2e.safetensors")
         info = {"command": "gemo " + " ".join(sys.argv[1:]), "seed": args.seed,
                 "init": args.init, "decoder_steps": args.steps, "clips": len(train),
                 "closure_weight": args.closure_weight, "lead_ms": args.lead_ms,
+                "aperture_l2": args.aperture_l2,
                 "val_lag_ms_by_family": lag_by_family(model.cpu().eval(), val),
                 "train_seconds": round(time.time() - t_ft),
                 "last_loss": {k: round(v, 5) for k, v in parts.items()}}
@@ -130,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                  for x in _batch(train, targets, idx, rng, model, True, args.crop)]
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss, parts = a2e_loss(model, *batch, weights, args.closure_weight)
+        loss, parts = a2e_loss(model, *batch, weights, args.closure_weight, args.aperture_l2)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -156,7 +168,9 @@ def run(args: argparse.Namespace) -> int:
             "heldout_families": list(HELDOUT_FAMILIES),
             "hours_audio": round(sum(len(c.audio) for c in train) / DATA_RATE / 3600, 3),
             "train_seconds": round(time.time() - t_train), "val_loss": round(val_loss, 5),
-            "parameters": n_params}
+            "parameters": n_params, "add_layers": args.add_layers,
+            "aperture_l2": args.aperture_l2, "closure_weight": args.closure_weight,
+            "lr": args.lr}
     model.cpu().eval()
     # Lag per family on the validation clips, against the true (not the lead) targets.
     info["lead_ms"] = args.lead_ms

@@ -409,6 +409,44 @@ def lag_by_family(model, clips: Sequence[PhoneClip]) -> dict:
     return {f: round(float(np.median(v)), 1) for f, v in sorted(lags.items())}
 
 
+def deepen_encoder(model, extra_layers: int):
+    """Return a copy of an a2e model with ``extra_layers`` more transformer layers on top.
+
+    The new layers start as the identity (their attention output projection and feed-forward
+    output are zero, and the encoder is pre-LayerNorm, so each adds nothing to its residual
+    stream): the deeper model computes exactly what ``model`` computes and training
+    continues from there with more capacity. The windows (and so the lookahead and the
+    streaming equality) do not change.
+    """
+    import copy
+
+    import torch
+
+    from gemo_ros.audio.model import AudioToExpression
+
+    if extra_layers < 1:
+        raise ValueError(f"extra_layers must be >= 1, got {extra_layers}")
+    cfg = copy.deepcopy(model.config)
+    enc = model.encoder.config.to_dict()
+    if not enc.get("do_stable_layer_norm", False):
+        raise ValueError("deepen_encoder needs a pre-LayerNorm encoder (do_stable_layer_norm)")
+    from gemo_ros.audio.model import _CONFIG_DROP
+    cfg.encoder = {k: v for k, v in enc.items() if k not in _CONFIG_DROP}
+    cfg.encoder["num_hidden_layers"] = int(enc["num_hidden_layers"]) + int(extra_layers)
+    cfg.encoder_path = None
+    deeper = AudioToExpression(cfg).to(next(model.parameters()).device)
+    missing, unexpected = deeper.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(".layers." not in k for k in missing):
+        raise ValueError(f"deepen_encoder: weights do not match ({missing[:3]}, "
+                         f"{unexpected[:3]})")
+    with torch.no_grad():
+        for layer in deeper.encoder.encoder.layers[int(enc["num_hidden_layers"]):]:
+            for lin in (layer.attention.out_proj, layer.feed_forward.output_dense):
+                lin.weight.zero_()
+                lin.bias.zero_()
+    return deeper.train(model.training)
+
+
 def channel_weights() -> np.ndarray:
     """Loss weight per ARKit channel: lips and jaw matter most for lip sync."""
     from gemo_ros.face.arkit import ARKIT_INDEX, NUM_ARKIT
@@ -478,13 +516,19 @@ def _batch(clips: Sequence[PhoneClip], targets: Sequence[np.ndarray], idx: Seque
 
 
 def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights,
-                 closure_weight: float = 6.0):
+                 closure_weight: float = 6.0, aperture_l2: float = 0.0):
     """Loss of the decoder outputs for encoder features ``[B, T, D]``.
 
     Weighted L1 on the neutral and the sampled emotional outputs, an L1 velocity term, and
     a lip-aperture term ``|relu(aperture) - target|`` (:func:`lip_aperture`) weighted up to
     ``1 + closure_weight`` on lip closures (rare, short events that a plain L1 loss learns
     to ignore) and up to ~2.4x on open vowels (which an L1 fit under-opens).
+
+    ``aperture_l2`` > 0 adds that weight times the mean squared error of the *unclipped*
+    aperture over all frames. An L1 fit picks the median of ambiguous frames (an unclear
+    stop closes fully or not at all: spikes); a squared error fits their mean, which is
+    what the aperture correlation scores, and it also asks for the full depth of a closure
+    (the clipped L1 term stops at aperture 0).
 
     Returns (loss, dict of float parts).
     """
@@ -509,6 +553,8 @@ def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights,
     # Closures are rare and short, open vowels are what an L1 fit under-opens: both weigh.
     w_ap = (1.0 + closure_weight * closure + 2.0 * aperture(neutral)) * mask
     l_ap = ((aperture(base) - aperture(neutral)).abs() * w_ap).sum() / w_ap.sum()
+    l_ap2 = (((lip_aperture(base) - lip_aperture(neutral)) ** 2 * mask).sum()
+             / mask.sum().clamp(min=1.0))
     # Emotional outputs: decode the same features with each sampled emotion.
     ne = emos.shape[1]
     fe = feats[:, None].expand(b, ne, t, feats.shape[-1]).reshape(b * ne, t, -1)
@@ -516,21 +562,22 @@ def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights,
     pred = (base_e + inten.reshape(-1)[:, None, None] * delta_e).clamp(0.0, 1.0)
     me = m[:, None].expand(b, ne, t, 1).reshape(b * ne, t, 1)
     l_emo = ((pred - emo.reshape(b * ne, t, -1)).abs() * weights * me).sum() / (norm * ne)
-    loss = l_neu + l_emo + 0.5 * l_vel + l_ap
+    loss = l_neu + l_emo + 0.5 * l_vel + l_ap + aperture_l2 * l_ap2
     return loss, {"neutral": float(l_neu.detach()), "emotion": float(l_emo.detach()),
-                  "velocity": float(l_vel.detach()), "aperture": float(l_ap.detach())}
+                  "velocity": float(l_vel.detach()), "aperture": float(l_ap.detach()),
+                  "aperture_mse": float(l_ap2.detach())}
 
 
 def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights,
-             closure_weight: float = 6.0):
+             closure_weight: float = 6.0, aperture_l2: float = 0.0):
     """Encode ``wave [B, S]`` and return :func:`decoder_loss` of the features."""
     return decoder_loss(model, model.encode(wave), neutral, emo, emos, inten, mask, weights,
-                        closure_weight)
+                        closure_weight, aperture_l2)
 
 
 def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.ndarray],
                      steps: int, lr: float, seed: int, batch: int = 32,
-                     closure_weight: float = 6.0):
+                     closure_weight: float = 6.0, aperture_l2: float = 0.0):
     """Train only the decoder on cached encoder features of augmented clips (fast).
 
     Each clip is augmented once, encoded once (no gradient), then the decoder heads take
@@ -575,7 +622,7 @@ def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.nda
         loss, parts = decoder_loss(model, f, torch.from_numpy(neutral), torch.from_numpy(emo),
                                    torch.from_numpy(emos), torch.from_numpy(inten),
                                    torch.from_numpy(mask), weights,
-                                   closure_weight)
+                                   closure_weight, aperture_l2)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -107,3 +107,44 @@ def test_lag_by_family_reports_a_median_per_family(tiny):
     lags = a2e.lag_by_family(tiny, clips)
     assert set(lags) == {"espeak", "flite"}
     assert all(abs(v) <= 200.0 for v in lags.values())
+
+
+def test_deepened_encoder_starts_with_the_same_output_and_more_layers(tiny):
+    import torch
+
+    deeper = a2e.deepen_encoder(tiny, 2).eval()
+    assert len(deeper.encoder.encoder.layers) == len(tiny.encoder.encoder.layers) + 2
+    assert deeper.window_frames == tiny.window_frames          # same windows: same lookahead
+    x = 0.1 * torch.randn(1, 9000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = tiny.decode(tiny.encode(x), torch.tensor([2]), torch.tensor([0.6]))
+        out = deeper.decode(deeper.encode(x), torch.tensor([2]), torch.tensor([0.6]))
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    new = deeper.encoder.encoder.layers[-1].feed_forward.output_dense.weight
+    assert new.requires_grad and float(new.abs().sum()) == 0.0  # trainable, identity at start
+    with pytest.raises(ValueError):
+        a2e.deepen_encoder(tiny, 0)
+
+
+def test_aperture_l2_adds_a_squared_error_on_the_unclipped_aperture(tiny):
+    import torch
+
+    from gemo_ros.train.visemes import lip_aperture
+
+    torch.manual_seed(0)
+    b, t = 2, 30
+    feats = torch.randn(b, t, tiny.feature_dim)
+    neutral = torch.rand(b, t, 52) * 0.3
+    neutral[:, 10:14, ARKIT_INDEX["mouthClose"]] = 0.3      # a closure: aperture below 0
+    emos = torch.tensor([[1, 2], [3, 4]])
+    inten = torch.full((b, 2), 0.5)
+    emo = neutral[:, None].repeat(1, 2, 1, 1)
+    mask = torch.ones(b, t)
+    w = torch.from_numpy(a2e.channel_weights())
+    plain, parts = a2e.decoder_loss(tiny, feats, neutral, emo, emos, inten, mask, w)
+    with_l2, _ = a2e.decoder_loss(tiny, feats, neutral, emo, emos, inten, mask, w,
+                                  aperture_l2=3.0)
+    base, _ = tiny.decode_parts(feats, torch.zeros(b, dtype=torch.long))
+    mse = float(((lip_aperture(base) - lip_aperture(neutral)) ** 2).mean())
+    assert parts["aperture_mse"] == pytest.approx(mse, rel=1e-5)
+    assert float(with_l2 - plain) == pytest.approx(3.0 * mse, rel=1e-4)
