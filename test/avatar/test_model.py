@@ -248,3 +248,50 @@ def test_level_of_detail_keeps_a_subset_its_blendshapes_and_grows_scales() -> No
         small_scale = small(expr).scales.mean()
     assert float(small_scale / big_scale) == pytest.approx(2.0, rel=0.3)   # sqrt(400 / 100)
     assert level_of_detail(av, 0) is av
+
+
+def test_contrast_level_marks_thin_dark_strands_not_smooth_skin() -> None:
+    from gemo_ros.avatar import model
+
+    rng = torch.Generator().manual_seed(0)
+    pos = torch.rand(600, 3, generator=rng, dtype=torch.float64) * 0.01
+    skin = torch.tensor([0.8, 0.6, 0.5], dtype=torch.float64)
+    col = skin + 0.02 * torch.randn(600, 3, generator=rng, dtype=torch.float64)
+    strand = pos[:, 0] < 0.001                      # a thin dark line across the patch
+    col[strand] = torch.tensor([0.1, 0.07, 0.05], dtype=torch.float64)
+    level = model._contrast_level(pos, col)
+    away = pos[:, 0] > 0.004                        # skin clear of the strand's edge
+    assert int(level[away].max()) == 0              # skin variation stays coarse
+    assert float(level[strand].float().mean()) >= 1.0     # the strand gets finer cells
+    assert int(level.max()) <= model.LOD_FINE_LEVELS
+
+
+def test_level_of_detail_keeps_high_contrast_gaussians_denser() -> None:
+    from gemo_ros import face as face_mod
+    from gemo_ros.avatar import level_of_detail, model
+
+    face = face_mod.load_face_model("default")
+    n = 2000
+    rng = torch.Generator().manual_seed(1)
+    faces = torch.randint(0, len(face.faces), (n,), generator=rng)
+    bary = torch.full((n, 3), 1.0 / 3.0)
+    params = {k: torch.zeros(n, d) for k, d in model.ATTRIBUTE_DIMS.items()}
+    params["opacity"][:] = 2.0                      # scale 0: Gaussians as big as triangles
+    params["color"][:] = torch.tensor([0.8, 0.6, 0.5])
+    params["rotation"][:, 0] = 1.0
+    params["rotation"][:, 1] = torch.arange(n) * 1e-6       # tags each Gaussian (kept as is)
+    dark = torch.arange(n) % 10 == 0                # a tenth, spread over the face
+    deltas = torch.zeros(face.num_expressions, 0, sum(model.ATTRIBUTE_DIMS.values()))
+    uniform = model.GaussianAvatar(face, faces, bary, params, deltas,
+                                   torch.zeros(0, dtype=torch.long))
+    params = {k: v.clone() for k, v in params.items()}
+    params["color"][dark] = torch.tensor([0.05, 0.05, 0.05])
+    contrast = model.GaussianAvatar(face, faces, bary, params, deltas,
+                                    torch.zeros(0, dtype=torch.long))
+    small = level_of_detail(contrast, 500)
+    assert small.num_gaussians == 500
+    kept = torch.round(small.params["rotation"][:, 1] * 1e6).long()
+    kept_dark = int(dark[kept].sum())
+    # Without the contrast rule a quarter of the dark tenth would survive (~50).
+    assert kept_dark > 80
+    assert level_of_detail(uniform, 500).num_gaussians == 500
