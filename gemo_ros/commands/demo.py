@@ -25,6 +25,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from gemo_ros.commands.common import add_device_argument
 from gemo_ros.emotions import EMOTIONS
 
 CLIP = "demo_speech.wav"
@@ -39,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=25.0, help="node frame rate (default 25)")
     parser.add_argument("--size", type=int, default=0,
                         help="image size in px (default 0: the node's automatic choice)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    add_device_argument(parser)
     parser.add_argument("--avatar", default="default", help="avatar name or path")
     parser.add_argument("--chunk-ms", type=float, default=40.0,
                         help="audio chunk length published every chunk-ms (default 40)")

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 from gemo_ros.geometry import axis_angle_to_matrix
+from gemo_ros.vision.landmarks import LANDMARKS
 
 #: Name of the landmark embedding asset inside ``gemo_ros/assets``.
 EMBEDDING_ASSET = "ict_landmarks.npz"
 #: MediaPipe indices of the outer eye corners (the face's left, then right): scale.
-EYE_CORNERS = (263, 33)
+EYE_CORNERS = (LANDMARKS["eye_outer_corner_left"], LANDMARKS["eye_outer_corner_right"])
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from gemo_ros.avatar.human import smoothstep
+from gemo_ros.fit.landmark_fit import EYE_CORNERS
 from gemo_ros.fit.raster import project, rasterize_mesh, visible_points
 
 #: Mesh parts that hide what lies behind them in the z-buffer (transparent shells left out).
@@ -168,7 +169,7 @@ def sample_hair_colour(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Median colour ``[3]`` of a band above the forehead (where hair usually is)."""
     top = landmarks[10, :2]                      # forehead (MediaPipe index 10)
     chin = landmarks[152, :2]
-    eye_l, eye_r = landmarks[263, :2], landmarks[33, :2]
+    eye_l, eye_r = (landmarks[i, :2] for i in EYE_CORNERS)
     up = (top - chin) / (np.linalg.norm(top - chin) + 1e-9)
     size = np.linalg.norm(top - chin)
     h, w = image.shape[:2]
