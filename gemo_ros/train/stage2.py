@@ -169,17 +169,21 @@ def _mtime(name: str) -> float:
     return os.path.getmtime(path) if os.path.isfile(path) else 0.0
 
 
-def face_digest(face: Any) -> str:
-    """SHA-256 (first 16 hex digits) of a face model's template and expression basis.
+def avatar_digest(avatar: Any) -> str:
+    """SHA-256 (first 16 hex digits) of an avatar as the teacher renders it.
 
-    Part of the frame-cache key: a change of the face model's shapes (e.g. its ARKit gains)
-    changes the teacher's geometry without touching the avatar or a2e files.
+    Part of the frame-cache key. Covers the face model's template and expression basis (its
+    ARKit gains change the teacher's geometry without touching the avatar file) and the
+    avatar's bindings and parameters after the level of detail (a change of the
+    level-of-detail selection re-samples the Gaussians without touching any file).
     """
     import hashlib
 
     h = hashlib.sha256()
-    for t in (face.vertices, face.expr_basis):
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    tensors = [avatar.face.vertices, avatar.face.expr_basis, avatar.binding_faces,
+               avatar.binding_bary] + [avatar.params[k] for k in sorted(avatar.params)]
+    for t in tensors:
+        h.update(t.detach().to("cpu").contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -193,7 +197,7 @@ def synthetic_frames(head: Any, args: argparse.Namespace) -> Any:
     key = json.dumps({"spec": asdict(spec), "train": args.train_clips, "test": args.test_clips,
                       "a2e": args.a2e if head.a2e is not None else "none",
                       "avatar": args.avatar, "n": head.avatar.num_gaussians,
-                      "mtime": _mtime(args.avatar), "face": face_digest(head.avatar.face),
+                      "mtime": _mtime(args.avatar), "avatar_digest": avatar_digest(head.avatar),
                       "a2e_sha": _a2e_digest(args.a2e) if head.a2e is not None else "",
                       "window": args.window, "teacher": TEACHER_VERSION}, sort_keys=True)
     if args.cache and os.path.isfile(args.cache) and os.path.isfile(args.cache + ".json"):

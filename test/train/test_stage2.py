@@ -86,14 +86,19 @@ def test_contact_sheet_has_a_teacher_row_above_the_levels(tmp_path):
     assert np.abs(top.astype(int) - below.astype(int)).max() > 10
 
 
-def test_face_digest_changes_with_the_expression_basis():
-    """The synthetic-frame cache key sees a change of the face's shapes (e.g. its gains)."""
-    from gemo_ros.face.model import load_face_model
-    from gemo_ros.train.stage2 import face_digest
+def test_avatar_digest_changes_with_the_shapes_and_the_level_of_detail():
+    """The synthetic-frame cache key sees a change of the face's shapes (e.g. its gains) and
+    of the level-of-detail selection, neither of which touches a file."""
+    from gemo_ros.avatar import level_of_detail
+    from gemo_ros.avatar.procedural import build_default_avatar
+    from gemo_ros.train.stage2 import avatar_digest
 
-    face = load_face_model("default")
-    before = face_digest(face)
-    assert before == face_digest(face) and len(before) == 16
+    avatar = build_default_avatar(num_gaussians=600, seed=0)
+    before = avatar_digest(avatar)
+    assert before == avatar_digest(avatar) and len(before) == 16
+    assert avatar_digest(level_of_detail(avatar, 300)) != before
+    assert avatar_digest(level_of_detail(avatar, 300, seed=1)) != \
+        avatar_digest(level_of_detail(avatar, 300))
     with torch.no_grad():
-        face.expr_basis[0] *= 2.0
-    assert face_digest(face) != before
+        avatar.face.expr_basis[0] *= 2.0
+    assert avatar_digest(avatar) != before
