@@ -6,7 +6,6 @@ this process publishes real ``hri_msgs/msg/Expression`` messages and reads face/
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ except ImportError:
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from gemo_ros.commands.face_probe import FaceProbe  # noqa: E402
+from ros_helpers.process import stop_process  # noqa: E402
 from test.conftest import ROOT  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
@@ -53,12 +53,7 @@ def running(tmp_path_factory):
         yield probe, pub, log
     finally:
         probe.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
 
 
 def _wait(probe, predicate, timeout, what, log):

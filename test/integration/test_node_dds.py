@@ -22,6 +22,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from gemo_ros import ros_io  # noqa: E402
 from ros_helpers.listener import Listener  # noqa: E402
+from ros_helpers.process import stop_process  # noqa: E402
 from test.conftest import ROOT  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
@@ -80,12 +81,7 @@ def node_process(domain, tmp_path_factory):
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     yield proc, log
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_process(proc)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 from PIL import Image  # noqa: E402
 
+from ros_helpers.process import stop_process  # noqa: E402
 from test.conftest import ROOT  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -50,17 +50,6 @@ PANEL_CODE = "from gemo_ros.panel_node import panel_main; raise SystemExit(panel
 def _start(cmd, env, log_path):
     with open(log_path, "w") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-
-def _stop(proc, timeout=20.0):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def _panel_url(proc, log_path, timeout=60.0) -> str:
@@ -104,7 +93,7 @@ def stack(tmp_path_factory):
         yield {"env": env, "domain": domain, "logs": logs, "procs": procs, "urls": urls}
     finally:
         for proc in procs.values():
-            _stop(proc)
+            stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +213,7 @@ def test_a_panel_on_the_compressed_topic_serves_the_node_s_jpegs(stack) -> None:
 def test_ctrl_c_ends_face_panel_cleanly(stack) -> None:
     proc = stack["procs"]["silent"]
     url = stack["urls"]["silent"]
-    assert _stop(proc) == 0, (stack["logs"] / "silent_panel.log").read_text()
+    assert stop_process(proc) == 0, (stack["logs"] / "silent_panel.log").read_text()
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "status", timeout=5)
     assert "Traceback" not in (stack["logs"] / "silent_panel.log").read_text()
