@@ -615,6 +615,27 @@ class EmotionResidual(nn.Module):
         offs = offs * self.output_scale.to(disp.dtype)
         return dict(zip(self.attribute_names, offs.split(self.attribute_widths, dim=-1)))
 
+    def follow_offsets(self, displacement: torch.Tensor,
+                       binding: Optional[ClusterBinding] = None) -> Optional[torch.Tensor]:
+        """Raw position offsets ``[B, N, 3]`` that move each Gaussian with the mesh.
+
+        What the untrained module's identity map gives for ``displacement [B, N, 3]``
+        (metres): the blendshape motion. Training regularises the offsets' departure from it
+        (penalising the offsets themselves would shrink every expression). None when the
+        module predicts no positions.
+        """
+        if self.xyz_slice is None:
+            return None
+        cfg = self.config
+        bind = binding
+        if bind is not None and bind.frame_rot is not None:
+            local = torch.einsum("nji,bnj->bni", bind.frame_rot.to(displacement.dtype),
+                                 displacement)
+            local = local / bind.frame_scale.to(displacement.dtype)
+        else:
+            local = displacement / cfg.disp_scale
+        return local * self.output_scale[self.xyz_slice].to(displacement.dtype)
+
     def heads_attention(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
         """Multi-head cross-attention of cluster queries ``[B, C, d]`` over tokens ``[B, T, d]``."""
         b, c, d = q.shape

@@ -61,10 +61,18 @@ def default_output_scale() -> Dict[str, float]:
     return {"xyz": 1.0, "rotation": 0.2, "scale": 0.3, "color": 0.3, "opacity": 1.0}
 
 
-def offset_penalty(offsets: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean squared offset over attributes (position converted back to head-frame cm)."""
+def offset_penalty(offsets: Dict[str, torch.Tensor],
+                   follow: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean squared offset over attributes, positions measured from ``follow``.
+
+    ``follow`` (``[B, N, 3]``, :meth:`EmotionResidual.follow_offsets`) is the position offset
+    that moves the Gaussians with the blendshapes: only the departure from it is penalised,
+    so the regulariser removes stray offsets without shrinking the expression.
+    """
     total = 0.0
     for name, value in offsets.items():
+        if name == "xyz" and follow is not None:
+            value = value - follow
         total = total + value.pow(2).mean()
     return total / max(1, len(offsets))
 
@@ -258,7 +266,8 @@ def train(head: Any, frames: Any, args: argparse.Namespace, out: str) -> Dict[st
         pred, offs = student_images(head, batch, True)
         target = batch["image"].to(pred.device)
         photo = photometric(pred, target)
-        reg = offset_penalty(offs)
+        follow = residual.follow_offsets(batch["disp"].to(head.device), head._binding)
+        reg = offset_penalty(offs, follow)
         loss = photo + args.reg * reg
         opt.zero_grad(set_to_none=True)
         if loss.requires_grad:

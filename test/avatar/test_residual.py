@@ -225,6 +225,28 @@ def test_untrained_module_moves_gaussians_with_the_mesh_displacement():
     assert float(err) < 0.3
 
 
+
+def test_follow_offsets_are_the_mesh_displacement_in_each_gaussians_frame():
+    model, canonical, disp, _ = make(b=2)
+    rot, scale = random_frames(canonical.shape[0], 4)
+    follow = model.follow_offsets(disp, model.bind(canonical, frames=(rot, scale)))
+    world = scale * torch.einsum("nij,bnj->bni", rot, follow)    # k R xyz, metres
+    assert torch.allclose(world, disp, atol=1e-9)
+    plain = model.follow_offsets(disp, model.bind(canonical))
+    assert torch.allclose(plain * model.config.disp_scale, disp, atol=1e-9)
+
+
+def test_offset_penalty_measures_positions_from_the_blendshape_motion():
+    from gemo_ros.train.stage2 import offset_penalty
+
+    follow = torch.randn(2, 50, 3)
+    offs = {"xyz": follow.clone(), "color": torch.zeros(2, 50, 3)}
+    assert float(offset_penalty(offs, follow)) == 0.0
+    assert float(offset_penalty(offs)) > 0.0          # the old penalty shrank the motion
+    offs["xyz"] = follow + 0.1
+    assert float(offset_penalty(offs, follow)) == pytest.approx(0.01 / 2)
+
+
 # --- the fine colour-detail field (format /2) --------------------------------------------------
 
 def test_detail_field_is_cached_in_the_frame_path_and_recomputed_after_a_step():
