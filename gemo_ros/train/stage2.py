@@ -61,19 +61,21 @@ def default_output_scale() -> Dict[str, float]:
     return {"xyz": 1.0, "rotation": 0.2, "scale": 0.3, "color": 0.3, "opacity": 1.0}
 
 
-def offset_penalty(offsets: Dict[str, torch.Tensor],
-                   follow: Optional[torch.Tensor] = None) -> torch.Tensor:
+def offset_penalty(offsets: Dict[str, torch.Tensor], follow: Optional[torch.Tensor] = None,
+                   position_weight: float = 1.0) -> torch.Tensor:
     """Mean squared offset over attributes, positions measured from ``follow``.
 
     ``follow`` (``[B, N, 3]``, :meth:`EmotionResidual.follow_offsets`) is the position offset
-    that moves the Gaussians with the blendshapes: only the departure from it is penalised,
-    so the regulariser removes stray offsets without shrinking the expression.
+    that moves the Gaussians with the blendshapes: only the departure from it is penalised
+    (times ``position_weight``), so the regulariser removes stray offsets without shrinking
+    the expression.
     """
     total = 0.0
     for name, value in offsets.items():
+        weight = 1.0
         if name == "xyz" and follow is not None:
-            value = value - follow
-        total = total + value.pow(2).mean()
+            value, weight = value - follow, position_weight
+        total = total + weight * value.pow(2).mean()
     return total / max(1, len(offsets))
 
 
@@ -267,7 +269,7 @@ def train(head: Any, frames: Any, args: argparse.Namespace, out: str) -> Dict[st
         target = batch["image"].to(pred.device)
         photo = photometric(pred, target)
         follow = residual.follow_offsets(batch["disp"].to(head.device), head._binding)
-        reg = offset_penalty(offs, follow)
+        reg = offset_penalty(offs, follow, getattr(args, "reg_position", 1.0))
         loss = photo + args.reg * reg
         opt.zero_grad(set_to_none=True)
         if loss.requires_grad:
