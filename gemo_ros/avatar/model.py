@@ -31,9 +31,9 @@ from gemo_ros.face.model import FaceModel
 #: (0.5 would keep the covered area; the even subset needs less, and less stays sharper);
 #: reductions deeper than 4x add up to 0.05 (holes showed at 8x).
 LOD_GROWTH = 0.4
-#: Colour contrast (mean RGB distance to the nearest Gaussians) per step of sqrt(2) finer
-#: level-of-detail cells, and the most steps (2 = cells 2x finer).
-LOD_CONTRAST_STEP = 0.15
+#: Brightness contrast (mean luma difference to the nearest Gaussians) per step of sqrt(2)
+#: finer level-of-detail cells, and the most steps (2 = cells 2x finer).
+LOD_CONTRAST_STEP = 0.12
 LOD_FINE_LEVELS = 2
 #: Raw attribute layout, in packing order.
 ATTRIBUTE_DIMS: Dict[str, int] = {"xyz": 3, "rotation": 4, "scale": 3, "color": 3, "opacity": 1}
@@ -294,8 +294,9 @@ __all__ = ["GaussianAvatar", "Gaussians", "ATTRIBUTE_DIMS", "sparse_deltas_to_de
 def _contrast_level(pos: torch.Tensor, color: torch.Tensor, neighbours: int = 16) -> torch.Tensor:
     """``[N]`` 0..LOD_FINE_LEVELS: how much finer a Gaussian's cell is, from its colour contrast.
 
-    Lashes, brow hairs, the iris rim and the lip line differ in colour from their neighbours;
-    smooth skin and hair do not. High-contrast Gaussians get cells up to 2x finer, so a
+    Lashes, brow hairs and the iris are much darker than their neighbours; skin, lips and
+    hair are not (brightness, not hue: denser lip-edge Gaussians poked through the stretched
+    skin of a smile as dark dots). High-contrast Gaussians get cells up to 2x finer, so a
     reduction keeps more of them (thin dark strands otherwise break into blobs) and fewer
     of the smooth parts, where the merge hides the loss.
     """
@@ -303,9 +304,9 @@ def _contrast_level(pos: torch.Tensor, color: torch.Tensor, neighbours: int = 16
 
     k = min(neighbours, pos.shape[0])
     _, nb = cKDTree(pos.numpy()).query(pos.numpy(), k=k)
-    col = color.clamp(0.0, 1.0)
-    diff = (col[torch.from_numpy(nb).long()] - col[:, None]).norm(dim=-1).mean(-1)
-    # Steps of sqrt(2) in cell size at 0.08, 0.16, ... of mean RGB distance.
+    luma = color.clamp(0.0, 1.0) @ color.new_tensor([0.299, 0.587, 0.114])
+    diff = (luma[torch.from_numpy(nb).long()] - luma[:, None]).abs().mean(-1)
+    # Steps of sqrt(2) in cell size per LOD_CONTRAST_STEP of mean brightness difference.
     return torch.clamp(torch.floor(diff / LOD_CONTRAST_STEP), 0, LOD_FINE_LEVELS)
 
 
