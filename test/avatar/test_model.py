@@ -226,15 +226,21 @@ def test_bad_inputs_raise_clear_errors(avatar):
         GaussianAvatar(avatar.face, avatar.binding_faces + 10 ** 7, avatar.binding_bary, p)
 
 
-def test_level_of_detail_keeps_a_subset_its_blendshapes_and_grows_scales() -> None:
+def _centroid_bound(n: int, seed: int):
+    """``(face, binding faces, barycentrics, generator)``: n Gaussians at random triangles."""
     from gemo_ros import face as face_mod
-    from gemo_ros.avatar import level_of_detail, model
 
     face = face_mod.load_face_model("default")
-    n = 400
-    rng = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(seed)
     faces = torch.randint(0, len(face.faces), (n,), generator=rng)
-    bary = torch.full((n, 3), 1.0 / 3.0)
+    return face, faces, torch.full((n, 3), 1.0 / 3.0), rng
+
+
+def test_level_of_detail_keeps_a_subset_its_blendshapes_and_grows_scales() -> None:
+    from gemo_ros.avatar import level_of_detail, model
+
+    n = 400
+    face, faces, bary, rng = _centroid_bound(n, 0)
     params = {k: torch.randn(n, d, generator=rng) * 0.01
               for k, d in model.ATTRIBUTE_DIMS.items()}
     deltas = torch.randn(face.num_expressions, 50, sum(model.ATTRIBUTE_DIMS.values()))
@@ -267,14 +273,10 @@ def test_contrast_level_marks_thin_dark_strands_not_smooth_skin() -> None:
 
 
 def test_level_of_detail_keeps_high_contrast_gaussians_denser() -> None:
-    from gemo_ros import face as face_mod
     from gemo_ros.avatar import level_of_detail, model
 
-    face = face_mod.load_face_model("default")
     n = 2000
-    rng = torch.Generator().manual_seed(1)
-    faces = torch.randint(0, len(face.faces), (n,), generator=rng)
-    bary = torch.full((n, 3), 1.0 / 3.0)
+    face, faces, bary, _ = _centroid_bound(n, 1)
     params = {k: torch.zeros(n, d) for k, d in model.ATTRIBUTE_DIMS.items()}
     params["opacity"][:] = 2.0                      # scale 0: Gaussians as big as triangles
     params["color"][:] = torch.tensor([0.8, 0.6, 0.5])
