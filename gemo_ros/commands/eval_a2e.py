@@ -8,7 +8,8 @@ from typing import Dict, List, Optional
 
 from gemo_ros.train.eval_a2e import (evaluate_set, festival_clips, flite_heldout_clips,
                                      heldout_espeak_clips, hibari_clips,
-                                     model_ms_per_audio_second, plot_clip, real_speech_clips,
+                                     model_ms_per_audio_second, plot_clip, real_recording_clips,
+                                     real_speech_clips,
                                      sentence_audio, side_by_side_video)
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ def _sets(args: argparse.Namespace, results: Dict[str, Dict]) -> Dict[str, List]
         else:
             results["real"] = {"skipped": reason}
             logger.warning("real-speech set skipped: %s", reason)
+        recorded, reason = real_recording_clips()
+        sets.update(recorded)
+        if reason:
+            results["real_read"] = {"skipped": reason}
+            logger.warning("packaged real recordings skipped: %s", reason)
     return {k: v for k, v in sets.items() if v}
 
 

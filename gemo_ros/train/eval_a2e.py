@@ -183,6 +183,49 @@ def real_speech_clips(mp3_kbps: int = 64) -> Tuple[List[EvalClip], Optional[str]
     return out, (None if out else f"no real speech: {errors[:2]}")
 
 
+#: Recordings of real people shipped with the package (``gemo_ros/assets/real_speech``: its
+#: README names the source, CMU PocketSphinx's BSD-2 test data): LibriVox read speech
+#: (decoded from 64 kbit/s MP3) and spoken commands, with /p b m/. Evaluation only.
+REAL_RECORDINGS_DIR = "real_speech"
+
+
+def real_recording_clips() -> Tuple[Dict[str, List[EvalClip]], Optional[str]]:
+    """The packaged real recordings as ``{"real_read": [...], "real_spoken": [...]}``.
+
+    Phone times from a pocketsphinx alignment of the transcripts; 0.3 s of rest added
+    before and after each. Returns (sets, reason if none).
+    """
+    import json
+    from importlib import resources
+
+    import soundfile as sf
+
+    from gemo_ros.audio.signal import resample
+
+    folder = resources.files("gemo_ros") / "assets" / REAL_RECORDINGS_DIR
+    try:
+        texts = json.loads((folder / "transcripts.json").read_text())
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        return {}, f"no packaged real recordings: {exc}"
+    sets: Dict[str, List[EvalClip]] = {"real_read": [], "real_spoken": []}
+    errors = []
+    for name, text in sorted(texts.items()):
+        try:
+            with (folder / name).open("rb") as fh:
+                audio, rate = sf.read(fh, dtype="float32", always_2d=True)
+            audio = audio.mean(axis=1)
+            lead = np.zeros(int(0.3 * rate), np.float32)
+            audio = np.concatenate([lead, audio, lead])
+            phones = align(resample(audio, rate, 16000), text)
+        except (OSError, RuntimeError) as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        kind = "real_read" if name.startswith("librivox") else "real_spoken"
+        sets[kind].append(EvalClip(audio, rate, phones, f"{kind}:{name}", text))
+    sets = {k: v for k, v in sets.items() if v}
+    return sets, (None if sets else f"no packaged real recordings: {errors[:2]}")
+
+
 def model_ms_per_audio_second(model, seconds: float = 10.0, repeats: int = 3) -> float:
     """Whole-utterance encode + neutral decode time per second of audio (ms, best of N)."""
     import time

@@ -62,6 +62,19 @@ def test_real_speech_is_aligned_and_also_given_after_an_mp3_round_trip():
     assert coded[0].audio.shape == real[0].audio.shape
 
 
+def test_packaged_real_recordings_are_aligned_and_hold_bilabials():
+    sets, reason = eval_a2e.real_recording_clips()
+    assert reason is None
+    assert len(sets["real_read"]) == 5 and len(sets["real_spoken"]) == 6
+    bilabials = [p for clips in sets.values() for c in clips for p in c.phones
+                 if p[0] in ("p", "b", "m")]
+    assert len(bilabials) >= 30                           # what the set is there for
+    clip = sets["real_read"][0]
+    spoken = [p for p in clip.phones if p[0] != "_"]
+    assert spoken[0][1] >= 0.3                            # the added rest comes first
+    assert clip.phones[-1][2] <= len(clip.audio) / clip.rate + 1e-6
+
+
 def test_held_out_family_clips_or_a_reason():
     clips, reason = eval_a2e.festival_clips(1)
     if not clips:
