@@ -39,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=2, help="frames per step")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--reg", type=float, default=1e-3, help="offset L2 weight")
-    parser.add_argument("--reg-position", type=float, default=30.0,
+    parser.add_argument("--reg-position", type=float, default=300.0,
                         help="extra factor on the position offsets' departure from the "
                              "blendshape motion (the teacher's geometry is that motion)")
     parser.add_argument("--clusters", type=int, default=1024, help="residual clusters")
