@@ -598,6 +598,11 @@ def main(args: Optional[List[str]] = None) -> int:
         # ("terminate called without an active exception"): leave without it.
         logging.getLogger(NODE_NAME).warning("exiting with threads still busy: %s",
                                              ", ".join(busy))
+    if busy or node is None:
+        # Interrupted at start-up: a Ctrl-C that lands inside a C extension's import (scipy
+        # pulls in numpy.f2py on first use) leaves CPython's "unhandled KeyboardInterrupt"
+        # mark set although it was handled here, and the interpreter would then end the
+        # process by SIGINT (exit -2). Nothing is left to clean up: leave with our code.
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

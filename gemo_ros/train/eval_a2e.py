@@ -190,7 +190,7 @@ REAL_RECORDINGS_DIR = "real_speech"
 
 
 def real_recording_clips() -> Tuple[Dict[str, List[EvalClip]], Optional[str]]:
-    """The packaged real recordings as ``{"real_read": [...], "real_spoken": [...]}``.
+    """Return the packaged real recordings as ``{"real_read": [...], "real_spoken": [...]}``.
 
     Phone times from a pocketsphinx alignment of the transcripts; 0.3 s of rest added
     before and after each. Returns (sets, reason if none).

@@ -225,7 +225,6 @@ def test_untrained_module_moves_gaussians_with_the_mesh_displacement():
     assert float(err) < 0.3
 
 
-
 def test_follow_offsets_are_the_mesh_displacement_in_each_gaussians_frame():
     model, canonical, disp, _ = make(b=2)
     rot, scale = random_frames(canonical.shape[0], 4)
