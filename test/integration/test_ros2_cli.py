@@ -168,8 +168,12 @@ def test_ros2_launch_starts_the_node_with_every_launch_argument(env, launch, wat
     assert param_get(env, node, "device") == "String value is: cpu"           # device:=
     assert param_get(env, node, "avatar") == f"String value is: {AVATAR}"     # avatar:=
     assert f"loaded avatar {AVATAR}" in launch[1].read_text()
-    topics = cli(env, "topic", "list", "--no-daemon", "--spin-time", "2").stdout.split()
-    assert f"/{namespace}/face/image" in topics and f"/{namespace}/emotion" in topics
+    wanted = (f"/{namespace}/face/image", f"/{namespace}/emotion")
+    for _ in range(10):  # the same discovery race as the node list (seen once under load)
+        topics = cli(env, "topic", "list", "--no-daemon", "--spin-time", "2").stdout.split()
+        if all(t in topics for t in wanted):
+            break
+    assert all(t in topics for t in wanted), topics
 
 
 def _still(watch: FaceWatch) -> np.ndarray:
