@@ -292,7 +292,7 @@ __all__ = ["GaussianAvatar", "Gaussians", "ATTRIBUTE_DIMS", "sparse_deltas_to_de
 
 
 def _contrast_level(pos: torch.Tensor, color: torch.Tensor, neighbours: int = 16) -> torch.Tensor:
-    """``[N]`` 0..LOD_FINE_LEVELS: how much finer a Gaussian's cell is, from its colour contrast.
+    """``[N]`` 0..LOD_FINE_LEVELS: how much finer a Gaussian's cell is, from its contrast.
 
     Lashes, brow hairs and the iris are much darker than their neighbours; skin, lips and
     hair are not (brightness, not hue: denser lip-edge Gaussians poked through the stretched
@@ -320,8 +320,8 @@ def level_of_detail(avatar: GaussianAvatar, max_gaussians: int, seed: int = 0) -
     * **kept set**: an even (stratified) subset, not a random one (random subsets leave
       clumps and holes that read as blotches): Gaussians are binned in a grid whose cell
       follows each Gaussian's own size (so dense parts such as the eyes stay denser) and,
-      up to 2x finer, its colour contrast with its neighbours (lashes, brows, the iris rim
-      and the lip line keep more of their Gaussians, smooth skin and hair fewer), and one
+      up to 2x finer, its brightness contrast with its neighbours (lashes, brows and the
+      iris keep more of their Gaussians; skin, lips and hair fewer), and one
       per cell is kept (seeded), the cell size chosen by bisection to keep about M;
     * **merge**: a kept Gaussian takes the opacity-weighted mean colour of the dropped
       Gaussians of about its size that are nearest to it (a pre-filter: fine colour detail

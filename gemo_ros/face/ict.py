@@ -61,8 +61,8 @@ ARKIT_GAINS: Dict[str, float] = {
     "browInnerUp": 2.0,     # inner brows +4.0 -> +8 % IOD (AU1 at E: 8-10 mm)
     "browOuterUp": 1.3,     # outer brow +6.6 -> +8.6 (AU2 at E: 8-12 mm)
     "browDown": 2.5,        # inner brow -2.3 -> -5.8 (AU4 at E: 5-8 mm, brows drawn together)
-    "eyeWide": 2.0,         # lid gap +3.3 -> +6.6 (AU5 at E: sclera above the iris, 3-5 mm;
-    #                         the detector reads about 5.5 of it)
+    "eyeWide": 2.0,         # lid gap +3.3 -> +5.5 as the detector reads it (AU5 at E:
+    #                         sclera above the iris, 3-5 mm)
     "mouthFrown": 2.0,      # corner -2.9 -> -5.8 (AU15 at E: 5-8 mm; 2.5 folded darkly
     #                         at the corners together with mouthStretch and jawOpen)
     "mouthDimple": 2.0,     # corner +2.8 -> +5.6 (AU14 at E: corner tucked in and up)
