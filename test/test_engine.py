@@ -175,15 +175,20 @@ def test_runtime_reconfigure_changes_background_and_rejects_bad_values():
     assert eng.frame(clock.t + 3.0)[1]["blink"] == 0.0
 
 
-def test_full_chain_renders_when_the_default_assets_are_installed():
+def _default_head():
+    """``(config, PipelineHead)`` of the installed default assets at 32 px, or a skip."""
     pytest.importorskip("gemo_ros.pipeline")
     from gemo_ros.pipeline_head import PipelineHead
 
     cfg = EngineConfig(width=32, height=32, device="cpu", max_gaussians=3000)
     try:
-        head = PipelineHead(cfg)
+        return cfg, PipelineHead(cfg)
     except FileNotFoundError as exc:
         pytest.skip(f"default assets not installed: {exc}")
+
+
+def test_full_chain_renders_when_the_default_assets_are_installed():
+    cfg, head = _default_head()
     eng = Engine(cfg, clock=Clock(), head=head)
     eng.feed_audio(tone(0.6), RATE)
     eng.set_emotion("surprised", 1.0, 0.0)
@@ -194,14 +199,7 @@ def test_full_chain_renders_when_the_default_assets_are_installed():
 
 
 def test_idle_frames_reuse_the_silent_streams_output_per_emotion():
-    pytest.importorskip("gemo_ros.pipeline")
-    from gemo_ros.pipeline_head import PipelineHead
-
-    cfg = EngineConfig(width=32, height=32, device="cpu", max_gaussians=3000)
-    try:
-        head = PipelineHead(cfg)
-    except FileNotFoundError as exc:
-        pytest.skip(f"default assets not installed: {exc}")
+    cfg, head = _default_head()
     happy = emotion_index("happy")
     for emotion, intensity in ((0, 0.0), (happy, 0.7), (happy, 0.3), (0, 0.0)):
         got = head._coefficients(None, 12.0, emotion, intensity)
