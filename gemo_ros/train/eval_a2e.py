@@ -147,15 +147,28 @@ REAL_SPEECH = {
 }
 
 
+def _recording(source, text: str) -> Tuple[np.ndarray, int, List[Tuple[str, float, float]]]:
+    """Return ``(audio, rate, phones)`` of a recording (a path or a binary file).
+
+    Averaged to mono, with 0.3 s of rest added before and after the words; ``phones`` is a
+    pocketsphinx alignment of ``text``. Raises RuntimeError when the words cannot be aligned.
+    """
+    import soundfile as sf
+
+    from gemo_ros.audio.signal import resample
+
+    audio, rate = sf.read(source, dtype="float32", always_2d=True)
+    lead = np.zeros(int(0.3 * rate), np.float32)
+    audio = np.concatenate([lead, audio.mean(axis=1), lead])
+    return audio, rate, align(resample(audio, rate, 16000), text)
+
+
 def real_speech_clips(mp3_kbps: int = 64) -> Tuple[List[EvalClip], Optional[str]]:
     """Real human speech (:data:`REAL_SPEECH`) as recorded and after an MP3 round trip.
 
     Phone times come from a pocketsphinx alignment of the known words. Returns (clips,
     reason if none).
     """
-    import soundfile as sf
-
-    from gemo_ros.audio.signal import resample
     from gemo_ros.train.a2e import codec_roundtrip
 
     out, errors = [], []
@@ -163,12 +176,8 @@ def real_speech_clips(mp3_kbps: int = 64) -> Tuple[List[EvalClip], Optional[str]
         if not os.path.exists(path):
             errors.append(f"{path} missing (apt install alsa-utils)")
             continue
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-        audio = audio.mean(axis=1)
-        lead = np.zeros(int(0.3 * rate), np.float32)   # rest before and after the words
-        audio = np.concatenate([lead, audio, lead])
         try:
-            phones = align(resample(audio, rate, 16000), text)
+            audio, rate, phones = _recording(path, text)
         except RuntimeError as exc:
             errors.append(str(exc))
             continue
@@ -198,10 +207,6 @@ def real_recording_clips() -> Tuple[Dict[str, List[EvalClip]], Optional[str]]:
     import json
     from importlib import resources
 
-    import soundfile as sf
-
-    from gemo_ros.audio.signal import resample
-
     folder = resources.files("gemo_ros") / "assets" / REAL_RECORDINGS_DIR
     try:
         texts = json.loads((folder / "transcripts.json").read_text())
@@ -212,11 +217,7 @@ def real_recording_clips() -> Tuple[Dict[str, List[EvalClip]], Optional[str]]:
     for name, text in sorted(texts.items()):
         try:
             with (folder / name).open("rb") as fh:
-                audio, rate = sf.read(fh, dtype="float32", always_2d=True)
-            audio = audio.mean(axis=1)
-            lead = np.zeros(int(0.3 * rate), np.float32)
-            audio = np.concatenate([lead, audio, lead])
-            phones = align(resample(audio, rate, 16000), text)
+                audio, rate, phones = _recording(fh, text)
         except (OSError, RuntimeError) as exc:
             errors.append(f"{name}: {exc}")
             continue
