@@ -244,6 +244,9 @@ def test_offset_penalty_measures_positions_from_the_blendshape_motion():
     assert float(offset_penalty(offs)) > 0.0          # the old penalty shrank the motion
     offs["xyz"] = follow + 0.1
     assert float(offset_penalty(offs, follow)) == pytest.approx(0.01 / 2)
+    assert float(offset_penalty(offs, follow, 30.0)) == pytest.approx(30 * 0.01 / 2)
+    offs["color"] += 0.1                              # other attributes keep weight 1
+    assert float(offset_penalty(offs, follow, 30.0)) == pytest.approx((30 + 1) * 0.01 / 2)
 
 
 # --- the fine colour-detail field (format /2) --------------------------------------------------
