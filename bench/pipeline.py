@@ -13,7 +13,7 @@ Stages, each timed on its own for one frame of streamed speech (median over fram
 * ``audio model``: push one 40 ms chunk into the streaming a2e model and query psi_n,
   psi_e and the feature window for the frame;
 * ``blendshapes``: G(psi) = G0 + sum psi_k dG_k, mesh pose (LBS) and binding to triangles
-  (the avatar's forward with the residual offsets);
+  (the avatar's forward with the residual offsets, ``TalkingHead.head_with_offsets``);
 * ``residual``: the mesh displacement M(psi_e) - M(psi_n) and the emotion residual module;
 * ``render``: rasterisation (torch on CPU, gsplat on CUDA) and the copy to uint8;
 * ``message``: uint8 RGB -> sensor_msgs/Image (rclpy) ;
@@ -117,14 +117,16 @@ def bench_config(size: int, max_gaussians: int, device: str, frames: int,
         pn = torch.as_tensor(psi_n, device=th.device)[None]
         pe = torch.as_tensor(psi_e, device=th.device)[None]
         with torch.no_grad():
-            offs = None
+            offs = disp = None
+            e_t = torch.tensor([emo], device=th.device)
+            i_t = torch.tensor([0.8], device=th.device)
             if th.residual is not None:
                 f = torch.as_tensor(feats, device=th.device)[None]
-                offs = th.offsets(pn, pe, f, torch.tensor([emo], device=th.device),
-                                  torch.tensor([0.8], device=th.device))
+                disp = th.displacement(pn, pe)
+                offs = th.offsets(pn, pe, f, e_t, i_t, disp)
             sync()
             t2 = time.perf_counter()
-            g = th.avatar(pn, offsets=offs)
+            g = th.head_with_offsets(pn, pe, disp, offs, e_t, i_t)
             sync()
             t3 = time.perf_counter()
             settings = th.with_settings(width=size, height=size)
@@ -205,9 +207,11 @@ def interleaved_cpu(avatars: List[str], size: int, lod: int, frames: int,
             feats = torch.as_tensor(stream.features(u, th.window))[None]
             with torch.no_grad():
                 c0 = time.process_time()
-                offs = th.offsets(pn, pe, feats, torch.tensor([emo]), torch.tensor([0.8]))
+                e_t, i_t = torch.tensor([emo]), torch.tensor([0.8])
+                disp = th.displacement(pn, pe)
+                offs = th.offsets(pn, pe, feats, e_t, i_t, disp)
                 c1 = time.process_time()
-                g = th.avatar(pn, offsets=offs)
+                g = th.head_with_offsets(pn, pe, disp, offs, e_t, i_t)
                 c2 = time.process_time()
                 th.render_gaussians(g, 0, settings=th.with_settings(width=size, height=size))
                 c3 = time.process_time()

@@ -8,7 +8,8 @@ Per frame (docs/ARCHITECTURE.md, "The method"):
 3. the mesh displacement ``M(psi_e) - M(psi_n)`` interpolated at every Gaussian's binding;
 4. the emotion residual's offsets from (displacement, canonical positions, audio feature
    window, emotion, intensity);
-5. ``avatar(psi_n, neck_rotation, offsets)`` -> Gaussians -> ``render.rasterize``.
+5. ``avatar(psi_n, neck_rotation, offsets)`` -> Gaussians -> ``render.rasterize`` (the
+   offsets' blendshape motion applied exactly: :meth:`TalkingHead.head_with_offsets`).
 
 :class:`TalkingHead` exposes each step (batched over frames) so the engine, ``gemo render``,
 training and evaluation share one implementation. Nothing here imports rclpy.
@@ -522,7 +523,8 @@ class TalkingHead:
         """Return ``(avatar Gaussians with batch dim B, offsets or None)``.
 
         With a residual (and ``use_residual``): ``avatar(psi_n, neck, offsets)``, the
-        method's head. Without: ``avatar(psi_e, neck)`` when ``emotion_geometry`` else
+        method's head (see :meth:`head_with_offsets` for how the offsets' blendshape motion is
+        applied). Without: ``avatar(psi_e, neck)`` when ``emotion_geometry`` else
         ``avatar(psi_n, neck)``. ``displacement``: optional precomputed ``[B, N, 3]``;
         ``checks``: see :meth:`offsets`.
         """
@@ -530,12 +532,41 @@ class TalkingHead:
             if feats is None:
                 feats = torch.zeros(psi_n.shape[0], self.window, self.feature_dim,
                                     device=self.device)
-            offs = self.offsets(psi_n, psi_e, feats, emotion, intensity, displacement,
-                                **checks)
-            return self.avatar(psi_n.to(self.device), neck_rotation=neck_rotation,
-                               offsets=offs), offs
+            disp = (self.displacement(psi_n, psi_e) if displacement is None
+                    else displacement.to(self.device))
+            offs = self.offsets(psi_n, psi_e, feats, emotion, intensity, disp, **checks)
+            return self.head_with_offsets(psi_n, psi_e, disp, offs, emotion, intensity,
+                                          neck_rotation), offs
         expr = psi_e if self.emotion_geometry else psi_n
         return self.avatar(expr.to(self.device), neck_rotation=neck_rotation), None
+
+    def head_with_offsets(self, psi_n: torch.Tensor, psi_e: torch.Tensor,
+                          disp: Optional[torch.Tensor], offs: Optional[Dict[str, torch.Tensor]],
+                          emotion: torch.Tensor, intensity: torch.Tensor,
+                          neck_rotation: Optional[torch.Tensor] = None) -> Any:
+        """``avatar(psi_n) + offsets`` with the offsets' blendshape motion applied exactly.
+
+        The residual's position offsets are the blendshape motion
+        (:meth:`EmotionResidual.follow_offsets`) plus a small learned departure. Added as a
+        raw offset, that motion keeps ``psi_n``'s triangle frames: where frown, stretch and
+        jaw shear the mouth corners, lip Gaussians then stand outside the lips as dark dots
+        instead of turning and squashing with them. So an emotional item is posed at
+        ``psi_e`` (frames, blendshape deltas) and gets only the departure; a neutral or
+        intensity-0 item stays exactly ``avatar(psi_n)`` (its offsets are zero). Per item on
+        the device: no host read. ``disp``: :meth:`displacement`; ``offs``: :meth:`offsets`
+        (None: ``avatar(psi_n)``).
+        """
+        dev = self.device
+        follow = None
+        if self.residual is not None and offs is not None and "xyz" in offs:
+            follow = self.residual.follow_offsets(disp, self._binding)
+        if follow is None:
+            return self.avatar(psi_n.to(dev), neck_rotation=neck_rotation, offsets=offs)
+        on = ((emotion.to(dev).reshape(-1) != NEUTRAL)
+              & (intensity.to(dev).reshape(-1) > 0))[:, None]            # [B, 1]
+        expr = torch.where(on, psi_e.to(dev), psi_n.to(dev))
+        xyz = offs["xyz"] - follow * on[..., None].to(follow.dtype)
+        return self.avatar(expr, neck_rotation=neck_rotation, offsets={**offs, "xyz": xyz})
 
     def render_gaussians(self, gaussians: Any, index: int = 0,
                          viewmat: Optional[torch.Tensor] = None, K: Optional[torch.Tensor] = None,

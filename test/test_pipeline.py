@@ -135,6 +135,35 @@ def test_batched_gaussians_match_single_frames(avatar):
     assert torch.allclose(g.colors[1], g1.colors[0], atol=1e-6)
 
 
+def test_the_blendshape_motion_of_the_offsets_poses_the_head_at_psi_e(avatar, monkeypatch):
+    # Offsets that are exactly the blendshape motion must give avatar(psi_e), frames included
+    # (the neutral frames left dark dots at sheared mouth corners); a neutral item of the
+    # same batch stays exactly avatar(psi_n) although its psi_e differs.
+    head = make_head(avatar)
+    res = head.residual
+
+    def motion_only(disp, canonical, audio, emotion, intensity, binding=None, **_):
+        offs = {k: disp.new_zeros(disp.shape[0], disp.shape[1], w)
+                for k, w in res.config.attribute_dims.items()}
+        # like the trained module: exactly zero for a neutral item
+        offs["xyz"] = res.follow_offsets(disp, binding) * (emotion != 0)[:, None, None]
+        return offs
+
+    monkeypatch.setattr(res, "forward", motion_only)
+    torch.manual_seed(1)
+    psi_n = torch.rand(2, 52) * 0.3
+    psi_e = (psi_n + torch.rand(2, 52) * 0.6).clamp(0, 1)
+    with torch.no_grad():
+        g, _ = head.gaussians(psi_n, psi_e, torch.zeros(2, 5, FEAT), torch.tensor([2, 0]),
+                              torch.tensor([1.0, 1.0]))
+        want_e, want_n = head.avatar(psi_e[:1]), head.avatar(psi_n[1:])
+    assert torch.allclose(g.means[0], want_e.means[0], atol=1e-6)
+    assert torch.allclose(g.quats[0], want_e.quats[0], atol=1e-6)
+    assert torch.allclose(g.scales[0], want_e.scales[0], atol=1e-7)
+    assert torch.equal(g.means[1], want_n.means[0])
+    assert torch.equal(g.quats[1], want_n.quats[0])
+
+
 def test_residual_attribute_mismatch_is_reported(avatar):
     res = EmotionResidual(ResidualConfig(attribute_dims={"xyz": 3}, feature_dim=FEAT))
     with pytest.raises(ValueError, match="attributes"):

@@ -1,6 +1,7 @@
 """Stage 2 training (`gemo train stage2`): the emotion residual, through the renderer.
 
 Student: ``avatar(psi_n, offsets=residual(M(psi_e) - M(psi_n), audio, emotion, intensity))``
+through ``TalkingHead.gaussians`` (the offsets' blendshape motion applied exactly),
 rendered with :func:`gemo_ros.render.rasterize`; target: the dataset image (the synthetic
 teacher's render, or a real frame). Loss: ``(1 - w) * L1 + w * (1 - SSIM)`` plus a small
 L2 regulariser on the offsets. The avatar is frozen; only the residual learns.
