@@ -52,6 +52,10 @@ from gemo_ros.vision import expression_features as xf  # noqa: E402
 from gemo_ros.vision.landmarks import LANDMARKS, FaceLandmarker  # noqa: E402
 
 SILENCE_S = 2.0
+#: vertices of the ICT face model (the mesh the landmark embedding lies on)
+ICT_VERTICES = 26719
+#: MediaPipe face mesh points with iris
+LANDMARKS_ALL = range(478)
 STILL_TIME_S = 1.0
 SPEECH_SIZE = 256
 #: espeak phone names (stress marks stripped) counted as open or open-mid vowels.
@@ -140,6 +144,12 @@ class Bench:
         self.silence = np.zeros(int(SILENCE_S * self.rate), np.float32)
         self.images: Dict[Tuple[str, int, int], np.ndarray] = {}
         self.points: Dict[Tuple[str, int, int], Optional[np.ndarray]] = {}
+        self.mesh: Dict[Tuple[str, int, int], Optional[np.ndarray]] = {}
+        self.embedding = None
+        if int(getattr(self.head.face_model, "num_vertices", 0)) == ICT_VERTICES:
+            from gemo_ros.fit.landmark_fit import LandmarkEmbedding
+
+            self.embedding = LandmarkEmbedding.load()
         self.renders = 0
 
     def settings(self, size: int) -> RenderSettings:
@@ -160,7 +170,36 @@ class Bench:
         key = (emotion, level, size)
         self.images[key] = img
         self.points[key] = None if face is None else face.points
+        self.mesh[key] = self.mesh_points(frame.psi_e, size)
         return self.points[key]
+
+    def mesh_points(self, psi: Any, size: int) -> Optional[np.ndarray]:
+        """The detector's landmarks as embedded on the face mesh posed by ``psi [52]``.
+
+        Projected with the still's camera: ``[478, 2]`` px, NaN where the embedding has no
+        point; None for a face model without the ICT embedding. A reading of the geometry
+        (the mesh, not the residual's small departure from it) to set beside the detector's.
+        """
+        if self.embedding is None:
+            return None
+        import torch
+
+        from gemo_ros.fit.raster import project
+
+        with torch.no_grad():
+            verts = self.head.face_model.pose(psi.reshape(1, -1).cpu().float(), None)[0]
+            pts = self.embedding.points(verts).numpy()
+        viewmat, K = self.settings(size).camera()
+        uv, _ = project(pts, viewmat.numpy(), K.numpy())
+        out = np.full((len(LANDMARKS_ALL), 2), np.nan)
+        out[self.embedding.landmark_ids] = uv
+        # The iris centres lie on the eyeballs, not in the embedding; no feature reads them,
+        # but the named-point check does: put them between the eye corners.
+        for side in ("left", "right"):
+            out[LANDMARKS[f"iris_centre_{side}"]] = 0.5 * (
+                out[LANDMARKS[f"eye_outer_corner_{side}"]]
+                + out[LANDMARKS[f"eye_inner_corner_{side}"]])
+        return out
 
 
 def measure_emotions(bench: Bench, sizes: List[int], levels: List[int], progress) -> Dict:
@@ -170,6 +209,7 @@ def measure_emotions(bench: Bench, sizes: List[int], levels: List[int], progress
         neutral = bench.still("neutral", 0, size)
         progress.update(1)
         res: Dict[str, Any] = {"neutral_detected": neutral is not None, "emotions": {}}
+        mesh_neutral = bench.mesh[("neutral", 0, size)]
         if neutral is not None:
             res["iod_px"] = xf.inter_ocular(neutral)
             res["neutral_mouth"] = xf.absolute_measures(neutral, res["iod_px"])
@@ -185,6 +225,10 @@ def measure_emotions(bench: Bench, sizes: List[int], levels: List[int], progress
                     row.update(features=feats, main=xf.main_features(emotion, feats),
                                closest=closest, similarity=sims,
                                pattern_ok=closest == emotion)
+                mesh = bench.mesh[(emotion, level, size)]
+                if mesh is not None and mesh_neutral is not None:
+                    row["mesh_main"] = xf.main_features(
+                        emotion, xf.expression_features(mesh_neutral, mesh))
                 rows[str(level)] = row
             res["emotions"][emotion] = rows
         out[str(size)] = res
@@ -448,12 +492,19 @@ def summary_table(result: Dict[str, Any]) -> List[str]:
         if not res.get("neutral_detected"):
             continue
         levels = sorted({lv for rows in res["emotions"].values() for lv in rows}, key=int)
+        mesh = any("mesh_main" in row for rows in res["emotions"].values()
+                   for row in rows.values())
         lines += [f"**Targets, {size} px**: main feature(s) (% IOD, expected direction "
                   f"positive) per level; target >= {xf.TARGET_PCT_IOD:.0f} at intensity 1 "
-                  "(level 3); pattern = the closest prototype is the emotion's own", "",
+                  "(level 3); pattern = the closest prototype is the emotion's own"
+                  + ("; mesh L3 = the same feature read from the face mesh's embedded "
+                     "landmarks at the frame's coefficients (the geometry, not the detector; "
+                     "n/a for the eyes: the embedded lid points lie beside the lid margin)"
+                     if mesh else ""), "",
                   "| emotion | main feature | " + " | ".join(f"L{lv}" for lv in levels)
-                  + " | target at L3 | pattern " + "/".join(f"L{lv}" for lv in levels) + " |",
-                  "|---|---|" + "---|" * len(levels) + "---|---|"]
+                  + " | target at L3 | pattern " + "/".join(f"L{lv}" for lv in levels)
+                  + (" | mesh L3 |" if mesh else " |"),
+                  "|---|---|" + "---|" * len(levels) + "---|---|" + ("---|" if mesh else "")]
         for emotion, rows in res["emotions"].items():
             labels = [lab for lab, _ in xf.MAIN_FEATURES[emotion]]
             for j, lab in enumerate(labels):
@@ -467,8 +518,14 @@ def summary_table(result: Dict[str, Any]) -> List[str]:
                 pattern = "/".join(("ok" if rows[lv].get("pattern_ok") else
                                     rows[lv].get("closest", "-")) for lv in levels) \
                     if j == 0 else ""
+                geo = ""
+                if mesh:
+                    # The embedding's lid points lie on skin beside the lid margin, which
+                    # eyeWide barely moves: the mesh cannot read the eye opening.
+                    geo = (" n/a |" if "eye" in lab else
+                           f" {top['mesh_main'][j][1]:+.1f} |" if "mesh_main" in top else " - |")
                 lines.append(f"| {emotion if j == 0 else ''} | {lab} | " + " | ".join(vals)
-                             + f" | {met} | {pattern} |")
+                             + f" | {met} | {pattern} |" + geo)
         lines.append("")
     return lines
 
