@@ -49,6 +49,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aperture-l2", type=float, default=0.0,
                         help="weight of a squared-error term on the unclipped lip aperture "
                              "(fits the mean of ambiguous frames instead of their median)")
+    parser.add_argument("--vowel-open", type=float, default=0.0,
+                        help="with --decoder-only: weight of a hinge that keeps the lip "
+                             "aperture at vowel middles above --vowel-floor (fewer false "
+                             "closures)")
+    parser.add_argument("--vowel-floor", type=float, default=0.12,
+                        help="aperture the --vowel-open hinge asks for at vowel middles")
+    parser.add_argument("--bilabial-close", type=float, default=0.0,
+                        help="with --decoder-only: weight of a hinge that asks for aperture "
+                             "<= 0 on the frames of /p b m/ (closure on bilabials only)")
+    parser.add_argument("--feature-cache", default="",
+                        help="with --decoder-only: keep the encoded features in this file and "
+                             "reuse them in the next run with the same weights' encoder, "
+                             "clips and seed (same result, no encoding)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -87,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = AudioToExpression(A2EConfig(encoder_path=args.encoder)).to(device)
     hop = model.hop
+    if (args.vowel_open > 0 or args.bilabial_close > 0) and not args.decoder_only:
+        raise SystemExit("--vowel-open / --bilabial-close need --decoder-only")
     if args.decoder_only:
         if not args.init:
             raise SystemExit("--decoder-only needs --init WEIGHTS")
@@ -94,13 +109,18 @@ def run(args: argparse.Namespace) -> int:
         t_ft = time.time()
         parts = finetune_decoder(model, train, tgts, args.steps, args.lr, args.seed,
                                  batch=2 * args.batch, closure_weight=args.closure_weight,
-                                 aperture_l2=args.aperture_l2)
+                                 aperture_l2=args.aperture_l2, vowel_open=args.vowel_open,
+                                 vowel_floor=args.vowel_floor,
+                                 bilabial_close=args.bilabial_close,
+                                 lead_s=args.lead_ms / 1000.0,
+                                 feature_cache=args.feature_cache or None)
         os.makedirs(args.out, exist_ok=True)
         out = os.path.join(args.out, "a2e.safetensors")
         info = {"command": "gemo " + " ".join(sys.argv[1:]), "seed": args.seed,
                 "init": args.init, "decoder_steps": args.steps, "clips": len(train),
                 "closure_weight": args.closure_weight, "lead_ms": args.lead_ms,
-                "aperture_l2": args.aperture_l2,
+                "aperture_l2": args.aperture_l2, "vowel_open": args.vowel_open,
+                "vowel_floor": args.vowel_floor, "bilabial_close": args.bilabial_close,
                 "val_lag_ms_by_family": lag_by_family(model.cpu().eval(), val),
                 "train_seconds": round(time.time() - t_ft),
                 "last_loss": {k: round(v, 5) for k, v in parts.items()}}

@@ -12,7 +12,7 @@ import logging
 import os
 import pickle
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -447,6 +447,38 @@ def deepen_encoder(model, extra_layers: int):
     return deeper.train(model.training)
 
 
+def phone_masks(phones: Sequence[Tuple[str, float, float]], num_frames: int,
+                fps: float = 50.0, lead_s: float = 0.0) -> np.ndarray:
+    """Return ``[num_frames, 2]``: vowel middles (col 0) and /p b m/ windows (col 1).
+
+    The windows are those ``gemo eval a2e`` tests: column 0 is 1 within one frame of each
+    vowel's middle (where it counts a false closure); column 1 numbers the bilabials
+    (1, 2, ...; 0 elsewhere) over each one's span +-1 frame (where it looks for a closure).
+    Phone times are moved ``lead_s`` earlier, like :func:`clip_targets`. Used by the
+    phone-aware terms of :func:`decoder_loss`.
+    """
+    from gemo_ros.train.visemes import phone_class
+
+    out = np.zeros((num_frames, 2), np.float32)
+    count = 0
+    for name, s, e in phones:
+        kind = phone_class(name)
+        if kind not in ("vowel", "bilabial"):
+            continue
+        s, e = s - lead_s, e - lead_s
+        if kind == "vowel":
+            s = e = 0.5 * (s + e)
+        lo, hi = max(0, int(np.floor(s * fps)) - 1), min(num_frames, int(np.ceil(e * fps)) + 2)
+        if hi <= lo:
+            continue
+        if kind == "vowel":
+            out[lo:hi, 0] = 1.0
+        else:
+            count += 1
+            out[lo:hi, 1] = count
+    return out
+
+
 def channel_weights() -> np.ndarray:
     """Loss weight per ARKit channel: lips and jaw matter most for lip sync."""
     from gemo_ros.face.arkit import ARKIT_INDEX, NUM_ARKIT
@@ -516,7 +548,9 @@ def _batch(clips: Sequence[PhoneClip], targets: Sequence[np.ndarray], idx: Seque
 
 
 def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights,
-                 closure_weight: float = 6.0, aperture_l2: float = 0.0):
+                 closure_weight: float = 6.0, aperture_l2: float = 0.0,
+                 phone_mask=None, vowel_open: float = 0.0, vowel_floor: float = 0.12,
+                 bilabial_close: float = 0.0):
     """Loss of the decoder outputs for encoder features ``[B, T, D]``.
 
     Weighted L1 on the neutral and the sampled emotional outputs, an L1 velocity term, and
@@ -529,6 +563,14 @@ def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights,
     stop closes fully or not at all: spikes); a squared error fits their mean, which is
     what the aperture correlation scores, and it also asks for the full depth of a closure
     (the clipped L1 term stops at aperture 0).
+
+    Phone-aware terms (need ``phone_mask [B, T, 2]`` from :func:`phone_masks`):
+    ``vowel_open`` > 0 adds that weight times the mean hinge ``relu(vowel_floor -
+    aperture)`` of the neutral output over vowel-middle frames (a vowel is never spoken
+    with closed lips, whatever a short vowel's blended target says); ``bilabial_close`` > 0
+    adds that weight times the mean over /p b m/ of ``relu(min aperture in its window)``:
+    the lips must meet at least once in each bilabial's span +-1 frame, and only there,
+    not over the decaying closure curve around it that ``closure_weight`` weighs.
 
     Returns (loss, dict of float parts).
     """
@@ -563,9 +605,26 @@ def decoder_loss(model, feats, neutral, emo, emos, inten, mask, weights,
     me = m[:, None].expand(b, ne, t, 1).reshape(b * ne, t, 1)
     l_emo = ((pred - emo.reshape(b * ne, t, -1)).abs() * weights * me).sum() / (norm * ne)
     loss = l_neu + l_emo + 0.5 * l_vel + l_ap + aperture_l2 * l_ap2
-    return loss, {"neutral": float(l_neu.detach()), "emotion": float(l_emo.detach()),
-                  "velocity": float(l_vel.detach()), "aperture": float(l_ap.detach()),
-                  "aperture_mse": float(l_ap2.detach())}
+    parts = {"neutral": float(l_neu.detach()), "emotion": float(l_emo.detach()),
+             "velocity": float(l_vel.detach()), "aperture": float(l_ap.detach()),
+             "aperture_mse": float(l_ap2.detach())}
+    if vowel_open > 0 or bilabial_close > 0:
+        if phone_mask is None:
+            raise ValueError("vowel_open / bilabial_close need phone_mask [B, T, 2]")
+        ap = lip_aperture(base)
+        vm = phone_mask[..., 0] * mask
+        l_vo = (torch.relu(vowel_floor - ap) * vm).sum() / vm.sum().clamp(min=1.0)
+        ids = (phone_mask[..., 1] * mask).long()                          # [B, T]
+        k = int(ids.max())
+        l_bc = ap.new_zeros(())
+        if k > 0:
+            member = ids[..., None] == torch.arange(1, k + 1, device=ids.device)  # [B,T,K]
+            lowest = torch.where(member, ap[..., None], ap.new_tensor(1e3)).amin(dim=1)
+            present = member.any(dim=1)                                    # [B, K]
+            l_bc = (torch.relu(lowest) * present).sum() / present.sum().clamp(min=1)
+        loss = loss + vowel_open * l_vo + bilabial_close * l_bc
+        parts.update(vowel_open=float(l_vo.detach()), bilabial_close=float(l_bc.detach()))
+    return loss, parts
 
 
 def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights,
@@ -575,14 +634,61 @@ def a2e_loss(model, wave, neutral, emo, emos, inten, mask, weights,
                         closure_weight, aperture_l2)
 
 
+def _feature_key(model, clips: Sequence[PhoneClip], targets: Sequence[np.ndarray],
+                 seed: int) -> str:
+    """Hash of what the cached features of :func:`finetune_decoder` depend on."""
+    import hashlib
+
+    h = hashlib.sha1(str(seed).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        if not name.startswith(_DECODER_PREFIXES):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for c, tgt in zip(clips, targets):
+        h.update(c.audio.tobytes())
+        h.update(str(len(tgt)).encode())
+    return h.hexdigest()
+
+
+def _load_feature_cache(path: str, key: str):
+    """Return (features, random state) from ``path`` if it was made for ``key``, else None."""
+    import torch
+
+    if not os.path.exists(path):
+        return None
+    try:
+        data = torch.load(path, weights_only=False)
+    except Exception as exc:  # unreadable: encode again and overwrite it
+        logger.warning("feature cache %s unreadable (%s): encoding again", path, exc)
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        logger.info("feature cache %s is for other weights or clips: encoding again", path)
+        return None
+    return data["feats"], data["rng"]
+
+
+#: State-dict prefixes of the decoder (everything else is the encoder side).
+_DECODER_PREFIXES: Tuple[str, ...] = ("base_head.", "emotion_embed.", "emo_in.", "emo_film.",
+                                      "emo_out.")
+
+
 def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.ndarray],
                      steps: int, lr: float, seed: int, batch: int = 32,
-                     closure_weight: float = 6.0, aperture_l2: float = 0.0):
+                     closure_weight: float = 6.0, aperture_l2: float = 0.0,
+                     vowel_open: float = 0.0, vowel_floor: float = 0.12,
+                     bilabial_close: float = 0.0, lead_s: float = 0.0,
+                     feature_cache: Optional[str] = None):
     """Train only the decoder on cached encoder features of augmented clips (fast).
 
     Each clip is augmented once, encoded once (no gradient), then the decoder heads take
-    ``steps`` AdamW steps on random batches of the cached features. Returns the last loss
-    parts.
+    ``steps`` AdamW steps on random batches of the cached features. The encoder (and the
+    log-mel projection feeding it) is frozen: its tensors come out bit-identical.
+    ``vowel_open``, ``vowel_floor``, ``bilabial_close``: the phone-aware terms of
+    :func:`decoder_loss` (phone times moved ``lead_s`` earlier, as the targets were).
+    ``feature_cache``: a file that keeps the encoded features (and the random state after
+    them) for the next run with the same encoder, clips, lengths and seed, which then skips
+    the encoding and trains exactly as if it had encoded; a file made for anything else is
+    ignored and rewritten. Returns the last loss parts.
     """
     import torch
     from tqdm import tqdm
@@ -591,15 +697,30 @@ def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.nda
 
     rng = np.random.default_rng([seed, 7])
     model.eval()
-    feats = []
-    with torch.no_grad():
-        for c, tgt in zip(tqdm(clips, desc="encode"), targets):
-            x = augment(c.audio.astype(np.float32) / 32768.0, rng)
-            x = np.pad(x, (0, len(tgt) * model.hop - len(x)))
-            feats.append(model.encode(torch.from_numpy(x)[None])[0])
-    for p in model.encoder.parameters():
+    key = _feature_key(model, clips, targets, seed)
+    cached = _load_feature_cache(feature_cache, key) if feature_cache else None
+    if cached is not None:
+        feats, rng.bit_generator.state = cached
+        logger.info("encoder features of %d clips read from %s", len(feats), feature_cache)
+    else:
+        feats = []
+        with torch.no_grad():
+            for c, tgt in zip(tqdm(clips, desc="encode"), targets):
+                x = augment(c.audio.astype(np.float32) / 32768.0, rng)
+                x = np.pad(x, (0, len(tgt) * model.hop - len(x)))
+                feats.append(model.encode(torch.from_numpy(x)[None])[0])
+        if feature_cache:
+            torch.save({"key": key, "feats": feats, "rng": rng.bit_generator.state},
+                       feature_cache)
+    frozen = list(model.encoder.parameters())
+    if getattr(model, "mel_proj", None) is not None:
+        frozen += list(model.mel_proj.parameters())
+    for p in frozen:
         p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
+    phone_aware = vowel_open > 0 or bilabial_close > 0
+    pmasks = ([phone_masks(c.phones, len(tg), model.fps, lead_s) for c, tg in zip(clips, targets)]
+              if phone_aware else None)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     weights = torch.from_numpy(channel_weights())
     parts = {}
@@ -609,10 +730,13 @@ def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.nda
         f = torch.zeros(batch, t, model.feature_dim)
         neutral = np.zeros((batch, t, 52), np.float32)
         mask = np.zeros((batch, t), np.float32)
+        pm = np.zeros((batch, t, 2), np.float32)
         for k, i in enumerate(idx):
             f[k, :len(targets[i])] = feats[i]
             neutral[k, :len(targets[i])] = targets[i]
             mask[k, :len(targets[i])] = 1.0
+            if pmasks is not None:
+                pm[k, :len(targets[i])] = pmasks[i]
         emos = np.stack([rng.permutation(7)[:3] + 1 for _ in idx]).astype(np.int64)
         inten = rng.uniform(0.1, 1.0, size=emos.shape).astype(np.float32)
         emo = np.stack([np.stack([combine_with_speech(neutral[k], int(emos[k, e]), inten[k, e])
@@ -622,11 +746,13 @@ def finetune_decoder(model, clips: Sequence[PhoneClip], targets: Sequence[np.nda
         loss, parts = decoder_loss(model, f, torch.from_numpy(neutral), torch.from_numpy(emo),
                                    torch.from_numpy(emos), torch.from_numpy(inten),
                                    torch.from_numpy(mask), weights,
-                                   closure_weight, aperture_l2)
+                                   closure_weight, aperture_l2,
+                                   torch.from_numpy(pm) if phone_aware else None,
+                                   vowel_open, vowel_floor, bilabial_close)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    for p in model.encoder.parameters():
+    for p in frozen:
         p.requires_grad_(True)
     return parts
 

@@ -148,3 +148,112 @@ def test_aperture_l2_adds_a_squared_error_on_the_unclipped_aperture(tiny):
     mse = float(((lip_aperture(base) - lip_aperture(neutral)) ** 2).mean())
     assert parts["aperture_mse"] == pytest.approx(mse, rel=1e-5)
     assert float(with_l2 - plain) == pytest.approx(3.0 * mse, rel=1e-4)
+
+
+def test_phone_masks_mark_vowel_middles_and_bilabial_spans():
+    phones = [("m", 0.1, 0.2), ("a", 0.2, 0.41), ("t", 0.41, 0.46)]
+    m = a2e.phone_masks(phones, 30)
+    assert m.shape == (30, 2)
+    # /a/ middle 0.305 s = frame 15.25: frames 15..16 +-1, the frames the evaluation tests.
+    assert list(np.flatnonzero(m[:, 0])) == [14, 15, 16, 17]
+    assert list(np.flatnonzero(m[:, 1])) == list(range(4, 12))  # /m/ 0.1-0.2 s, +-1 frame
+    assert set(m[:, 1]) == {0.0, 1.0}
+    early = a2e.phone_masks(phones, 30, lead_s=0.04)      # two frames earlier
+    assert list(np.flatnonzero(early[:, 0])) == [12, 13, 14, 15]
+    two = a2e.phone_masks([("p", 0.1, 0.14), ("a", 0.14, 0.3), ("b", 0.3, 0.34)], 30)
+    assert two[6, 1] == 1.0 and two[15, 1] == 2.0        # bilabials are numbered
+
+
+def test_vowel_open_and_bilabial_close_are_hinges_on_their_frames(tiny):
+    import copy
+
+    import torch
+
+    from gemo_ros.train.visemes import lip_aperture
+
+    tiny = copy.deepcopy(tiny)
+    with torch.no_grad():  # a half-open jaw: both hinges have something to push on
+        tiny.base_head[-1].bias[ARKIT_INDEX["jawOpen"]] = 0.0
+    torch.manual_seed(1)
+    b, t = 2, 20
+    feats = torch.randn(b, t, tiny.feature_dim)
+    neutral = torch.rand(b, t, 52) * 0.3
+    emos = torch.tensor([[1, 2], [3, 4]])
+    inten = torch.full((b, 2), 0.5)
+    emo = neutral[:, None].repeat(1, 2, 1, 1)
+    mask = torch.ones(b, t)
+    pm = torch.zeros(b, t, 2)
+    pm[:, 3:6, 0] = 1.0                                    # vowel middles
+    pm[:, 10:12, 1] = 1.0                                  # two bilabials, one per clip
+    pm[1, 15:18, 1] = 2.0                                  # and a second one in clip 1
+    w = torch.from_numpy(a2e.channel_weights())
+    plain, _ = a2e.decoder_loss(tiny, feats, neutral, emo, emos, inten, mask, w)
+    loss, parts = a2e.decoder_loss(tiny, feats, neutral, emo, emos, inten, mask, w,
+                                   phone_mask=pm, vowel_open=2.0, vowel_floor=0.5,
+                                   bilabial_close=3.0)
+    with torch.no_grad():
+        base, _ = tiny.decode_parts(feats, torch.zeros(b, dtype=torch.long))
+    ap = lip_aperture(base)
+    vo = float(torch.relu(0.5 - ap[:, 3:6]).mean())
+    lowest = [ap[0, 10:12].min(), ap[1, 10:12].min(), ap[1, 15:18].min()]
+    bc = float(sum(torch.relu(v) for v in lowest)) / 3      # the lowest frame of each
+    assert vo > 0 and bc > 0                               # the test can fail either way
+    assert parts["vowel_open"] == pytest.approx(vo, rel=1e-5)
+    assert parts["bilabial_close"] == pytest.approx(bc, rel=1e-5)
+    assert float((loss - plain).detach()) == pytest.approx(2.0 * vo + 3.0 * bc, rel=1e-4)
+    # A vowel already open wider than the floor costs nothing.
+    _, low = a2e.decoder_loss(tiny, feats, neutral, emo, emos, inten, mask, w, phone_mask=pm,
+                              vowel_open=2.0, vowel_floor=-5.0)
+    assert low["vowel_open"] == 0.0
+    with pytest.raises(ValueError):
+        a2e.decoder_loss(tiny, feats, neutral, emo, emos, inten, mask, w, vowel_open=1.0)
+
+
+def test_decoder_only_training_leaves_every_encoder_tensor_bit_identical(tiny):
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(tiny)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clips = [_clip(0.6), _clip(0.5)]
+    targets = [a2e.clip_targets(c, model.fps, model.hop) for c in clips]
+    parts = a2e.finetune_decoder(model, clips, targets, steps=3, lr=1e-2, seed=0, batch=2,
+                                 vowel_open=5.0, bilabial_close=5.0)
+    assert "vowel_open" in parts and "bilabial_close" in parts
+    after = model.state_dict()
+    decoder = ("base_head.", "emotion_embed.", "emo_in.", "emo_film.", "emo_out.")
+    changed = [k for k in after if not torch.equal(after[k], before[k])]
+    assert changed and all(k.startswith(decoder) for k in changed)
+    assert any(k.startswith("mel_proj.") for k in after)    # the projection exists, unchanged
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen again afterwards
+
+
+def test_feature_cache_gives_the_same_decoder_without_encoding(tiny, tmp_path, monkeypatch):
+    import copy
+
+    import torch
+
+    clips = [_clip(0.6), _clip(0.5)]
+    targets = [a2e.clip_targets(c, tiny.fps, tiny.hop) for c in clips]
+    cache = str(tmp_path / "feats.pt")
+    kw = dict(steps=3, lr=1e-2, seed=0, batch=2, feature_cache=cache)
+    first = copy.deepcopy(tiny)
+    a2e.finetune_decoder(first, clips, targets, **kw)
+    second = copy.deepcopy(tiny)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded although the cache holds the features")
+
+    monkeypatch.setattr(second, "encode", no_encoding)
+    a2e.finetune_decoder(second, clips, targets, **kw)
+    for (k, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), k
+    # Other clips (or other encoder weights) do not match the cache: encoded again.
+    monkeypatch.undo()
+    calls = []
+    third = copy.deepcopy(tiny)
+    real_encode = third.encode
+    monkeypatch.setattr(third, "encode", lambda *a, **k: calls.append(1) or real_encode(*a, **k))
+    a2e.finetune_decoder(third, clips[:1], targets[:1], **kw)
+    assert calls
