@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SHIPPED = ROOT / "gemo_ros" / "assets" / "a2e_default.safetensors"
 #: Coefficients ``[25, 52]`` of the shipped model on 0.5-1.0 s of demo_speech.wav ("hello"),
 #: emotion happy at intensity 0.7; re-recorded whenever the shipped a2e weights change
-#: (last: issue 14's retraining; the filterbank is bit-identical, see the test above).
+#: (last: issue 14 round 3, decoder only; the filterbank is bit-identical, see above).
 EXPECTED = ROOT / "test" / "data" / "a2e_hello_happy07.npy"
 
 
