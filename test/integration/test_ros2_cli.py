@@ -256,8 +256,11 @@ def test_ros2_param_set_changes_the_camera_and_refuses_an_out_of_range_yaw(env, 
 
 
 def test_ros2_topic_pub_emotion_is_followed_by_face_state(env, watch, namespace):
-    result = cli(env, "topic", "pub", "--once", "--max-wait-time-secs", "30",
-                 f"/{namespace}/emotion", "std_msgs/msg/String", "{data: 'happy 0.7'}")
+    # --keep-alive: the publisher sees the node's subscription before the node has matched
+    # the publisher; on a loaded machine the 0.1 s default let the CLI exit before the
+    # reliable resend, and the one message was lost (a fresh-clone CI run, 2026-11-30).
+    result = cli(env, "topic", "pub", "--once", "--max-wait-time-secs", "30", "--keep-alive",
+                 "3", f"/{namespace}/emotion", "std_msgs/msg/String", "{data: 'happy 0.7'}")
     assert result.returncode == 0, result.stdout + result.stderr
     state = watch.wait_state(lambda s: s.get("target_emotion") == "happy", 30.0,
                              "with target_emotion happy")
