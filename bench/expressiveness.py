@@ -4,6 +4,8 @@
     python bench/expressiveness.py --avatar toon --label toon --out docs/expressiveness/toon
     python bench/expressiveness.py --sizes 256 --levels 3 --no-speech    # a quick look
     python bench/expressiveness.py --shapes     # also each ARKit shape alone at weight 1
+    python bench/expressiveness.py --label ict_caricature --gain eyeWide=3.5 --gain browDown=4
+                                                # other shape gains (a caricature preview)
 
 For each of the 7 emotions at the paper's levels 1-3 (``gemo_ros.emotions.LEVELS``) and for
 neutral, one still goes through the real pipeline (``TalkingHead.still``: the audio-to-
@@ -138,6 +140,8 @@ class Bench:
         self.args = args
         self.head = TalkingHead.load(args.avatar, args.a2e, args.residual, settings=PORTRAIT,
                                      device=args.device, max_gaussians=args.max_gaussians)
+        if args.gain:
+            self.head = regained_head(self.head, args)
         self.detector = FaceLandmarker()
         a2e = self.head.a2e
         self.rate = int(a2e.sample_rate) if a2e is not None else 16000
@@ -200,6 +204,37 @@ class Bench:
                 out[LANDMARKS[f"eye_outer_corner_{side}"]]
                 + out[LANDMARKS[f"eye_inner_corner_{side}"]])
         return out
+
+
+def parse_gains(items: List[str]) -> Dict[str, float]:
+    """``["eyeWide=3.5", ...]`` -> ``{"eyeWide": 3.5}`` (ARKit shape names or their stems)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise SystemExit(f"--gain {item!r}: expected NAME=NUMBER, e.g. eyeWide=3.5")
+    return out
+
+
+def regained_head(head: Any, args: argparse.Namespace) -> Any:
+    """The same stages on the ICT face with other shape gains (a caricature preview).
+
+    ``--gain`` entries replace those of ``ARKIT_GAINS``; the avatar is rebound to the new
+    face (its Gaussians ride the posed triangles), the a2e model and residual are reused.
+    """
+    from gemo_ros.avatar import level_of_detail, load_avatar
+    from gemo_ros.face.ict import ARKIT_GAINS, load_ict_face
+    from gemo_ros.pipeline import TalkingHead
+
+    gains = {**ARKIT_GAINS, **parse_gains(args.gain)}
+    avatar = load_avatar(args.avatar, face=load_ict_face(gains=gains))
+    if args.max_gaussians > 0:
+        avatar = level_of_detail(avatar, args.max_gaussians)
+    return TalkingHead(avatar, head.a2e, head.residual, settings=PORTRAIT, device=args.device)
 
 
 def measure_emotions(bench: Bench, sizes: List[int], levels: List[int], progress) -> Dict:
@@ -424,8 +459,11 @@ def _lr(f: Dict[str, float], base: str) -> str:
 def markdown(result: Dict[str, Any]) -> str:
     """Return the tables of one run as markdown."""
     meta = result["meta"]
+    gains = meta.get("gains") or {}
     lines = [f"### {meta['label']}: avatar {meta['avatar']}, residual {meta['residual']}, "
-             f"a2e {meta['a2e']}", "",
+             f"a2e {meta['a2e']}"
+             + ("; shape gains " + ", ".join(f"{k} {v:g}" for k, v in gains.items())
+                if gains else ""), "",
              f"{meta['date']}, {meta['machine']}, load {meta['load_before']} -> "
              f"{meta['load_after']}; {meta['renders']} renders in {meta['seconds']:.0f} s. "
              "Changes against neutral in % of the inter-ocular distance (outer eye corners); "
@@ -549,6 +587,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-gaussians", type=int, default=0, help="level of detail (0 = all)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--gain", action="append", default=[], metavar="SHAPE=GAIN",
+                    help="replace an ICT shape gain (face/ict.py ARKIT_GAINS), e.g. "
+                         "eyeWide=3.5; repeat for more: a caricature preview")
     args = ap.parse_args(argv)
     label = args.label or os.path.splitext(os.path.basename(args.avatar))[0]
     out = args.out or os.path.join(ROOT, "docs", "expressiveness", label)
@@ -573,6 +614,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     progress.close()
     result["meta"] = {
         "label": label, "avatar": _file_id(args.avatar, "avatar"),
+        "gains": parse_gains(args.gain),
         "residual": _file_id(args.residual, "residual"), "a2e": _file_id(args.a2e, "a2e"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": _machine(), "device": args.device, "threads": args.threads,
