@@ -141,6 +141,8 @@ class Bench:
         self.head = TalkingHead.load(args.avatar, args.a2e, args.residual, settings=PORTRAIT,
                                      device=args.device, max_gaussians=args.max_gaussians)
         if args.gain:
+            if int(getattr(self.head.face_model, "num_vertices", 0)) != ICT_VERTICES:
+                raise SystemExit("--gain needs an avatar on the ICT face model")
             self.head = regained_head(self.head, args)
         self.detector = FaceLandmarker()
         a2e = self.head.a2e
