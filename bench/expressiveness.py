@@ -51,13 +51,9 @@ sys.path.insert(0, ROOT)
 from gemo_ros.emotions import EMOTIONS, LEVELS  # noqa: E402
 from gemo_ros.framing import PORTRAIT, ROBOT_PANEL, RenderSettings  # noqa: E402
 from gemo_ros.vision import expression_features as xf  # noqa: E402
-from gemo_ros.vision.landmarks import LANDMARKS, FaceLandmarker  # noqa: E402
+from gemo_ros.vision.landmarks import LANDMARKS, NUM_LANDMARKS, FaceLandmarker  # noqa: E402
 
 SILENCE_S = 2.0
-#: vertices of the ICT face model (the mesh the landmark embedding lies on)
-ICT_VERTICES = 26719
-#: MediaPipe face mesh points with iris
-LANDMARKS_ALL = range(478)
 STILL_TIME_S = 1.0
 SPEECH_SIZE = 256
 #: espeak phone names (stress marks stripped) counted as open or open-mid vowels.
@@ -134,14 +130,17 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         import torch
 
+        from gemo_ros.face.ict import ICTFaceModel
         from gemo_ros.pipeline import TalkingHead
 
         torch.set_num_threads(args.threads)
         self.args = args
         self.head = TalkingHead.load(args.avatar, args.a2e, args.residual, settings=PORTRAIT,
                                      device=args.device, max_gaussians=args.max_gaussians)
+        # The landmark embedding and the shape gains exist for the ICT face model only.
+        ict = isinstance(self.head.face_model, ICTFaceModel)
         if args.gain:
-            if int(getattr(self.head.face_model, "num_vertices", 0)) != ICT_VERTICES:
+            if not ict:
                 raise SystemExit("--gain needs an avatar on the ICT face model")
             self.head = regained_head(self.head, args)
         self.detector = FaceLandmarker()
@@ -152,7 +151,7 @@ class Bench:
         self.points: Dict[Tuple[str, int, int], Optional[np.ndarray]] = {}
         self.mesh: Dict[Tuple[str, int, int], Optional[np.ndarray]] = {}
         self.embedding = None
-        if int(getattr(self.head.face_model, "num_vertices", 0)) == ICT_VERTICES:
+        if ict:
             from gemo_ros.fit.landmark_fit import LandmarkEmbedding
 
             self.embedding = LandmarkEmbedding.load()
@@ -197,7 +196,7 @@ class Bench:
             pts = self.embedding.points(verts).numpy()
         viewmat, K = self.settings(size).camera()
         uv, _ = project(pts, viewmat.numpy(), K.numpy())
-        out = np.full((len(LANDMARKS_ALL), 2), np.nan)
+        out = np.full((NUM_LANDMARKS, 2), np.nan)
         out[self.embedding.landmark_ids] = uv
         # The iris centres lie on the eyeballs, not in the embedding; no feature reads them,
         # but the named-point check does: put them between the eye corners.
